@@ -1,0 +1,626 @@
+"""The 1812-feature catalog, computed with Essentia (METHOD.md section 3).
+
+``FeatureExtractor.extract(audio)`` turns one pre-processed segment (mono, float32, 44.1 kHz,
+see :mod:`stemstore.audio`) into a float64 vector of 1812 values in catalog order
+(:func:`stemstore.catalog.feature_names`).
+
+How the catalog's descriptors are computed
+------------------------------------------
+* Frame descriptors on 2048/1024 frames reproduce Essentia's ``Extractor`` (its
+  LowLevelSpectralExtractor and LowLevelSpectralEqloudExtractor): FrameCutter frames centred on
+  the start (``startFromZero=False``), silent frames replaced by -100 dB noise as the
+  streaming FrameCutter's ``silentFrames='noise'`` does, Blackman-Harris 62 window, one
+  magnitude spectrum per frame shared by every spectral algorithm, with the Extractor's
+  parameters. The input is already equal-loudness filtered, so both extractor halves see the
+  same spectrum. Mel-band descriptors use the 40 bands of the same MFCC call (as Essentia's
+  MusicExtractor does); the MFCC keeps coefficients 1..12.
+* ``specific_sharpness``, ``specific_spread`` and ``total_loudness`` are the catalog's own
+  formulas over the 27 Bark bands (numpy, see :func:`bark_loudness_descriptors`).
+* ``tonal.hpcp``: the Extractor's TonalExtractor key-HPCP (36 bins) on 4096/2048 frames; its
+  reference frequency is fixed at 440 Hz instead of an estimated tuning (no tuning
+  extraction). ``hpcp_crest``/``hpcp_entropy`` are Crest/Entropy of those frames.
+* ``dynamic.*``: Larm, Leq, Loudness, LoudnessVickers and RMS on 4096/2048 frames and
+  DynamicComplexity on 2-s/1-s frames, framed from zero like Essentia's LevelExtractor.
+  ``lowLevel.average_loudness`` is the Extractor's level average over Loudness of 2-s/1-s
+  frames.
+* ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
+  intervals, BeatsLoudness at its beats, OnsetRate, as the Extractor's RhythmDescriptors.
+  Single BPM-histogram values are pooled like any other (a one-value pool).
+* ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
+  release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
+  pitch curve.
+
+Pooling follows Essentia's PoolAggregator (:func:`pool_statistics`), vectorised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import essentia
+import essentia.standard as es
+
+from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
+
+essentia.log.infoActive = False
+
+SAMPLE_RATE = 44100
+#: Low-level spectral frames (Essentia Extractor defaults).
+LOWLEVEL_FRAME, LOWLEVEL_HOP = 2048, 1024
+#: Tonal (HPCP) frames and dynamics frames.
+TONAL_FRAME, TONAL_HOP = 4096, 2048
+DYNAMICS_FRAME, DYNAMICS_HOP = 4096, 2048
+#: 2-s windows, 1-s hop: DynamicComplexity and the average-loudness level curve.
+LONG_FRAME, LONG_HOP = 88200, 44100
+
+N_BARK_BANDS = 27
+N_MEL_BANDS = 40
+HPCP_SIZE = 36
+#: Reference frequency of the HPCP (no tuning estimation, see module docstring).
+HPCP_REFERENCE_HZ = 440.0
+#: BeatsLoudness band edges of the Extractor (the streaming algorithm's defaults: 6 bands;
+#: the standard-mode defaults differ).
+BEATS_LOUDNESS_BANDS_HZ = [0.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 22000.0]
+#: Exponent turning Bark-band energy into specific loudness (catalog formulas).
+SPECIFIC_LOUDNESS_EXPONENT = 0.23
+
+_N_STATS = len(FRAME_STATISTICS)
+_STAT_ROW = {name: row for row, name in enumerate(FRAME_STATISTICS)}
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling and clean-up
+# --------------------------------------------------------------------------------------------
+
+def pool_statistics(values: np.ndarray) -> np.ndarray:
+    """PoolAggregator statistics of a (frames x dims) array, one column per dimension.
+
+    Returns a ``(12, dims)`` float64 array whose rows follow
+    :data:`stemstore.catalog.FRAME_STATISTICS`: min, max, median, mean, var (population),
+    stdev, skew, kurt (excess), dmean, dvar (mean and variance of ``|x[i+1] - x[i]|``),
+    dmean2, dvar2 (of the absolute second difference). Like Essentia: skew is 0 and kurt is
+    -3 for a constant column, derivative statistics are 0 when there are too few frames for a
+    difference. With no frames at all every statistic is NaN. A 1-D input is one dimension.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    n_frames, n_dims = x.shape
+    stats = np.full((_N_STATS, n_dims), np.nan)
+    if n_frames == 0:
+        return stats
+
+    mean = x.mean(axis=0)
+    centred = x - mean
+    squared = centred * centred
+    m2 = squared.mean(axis=0)
+    m3 = (squared * centred).mean(axis=0)
+    m4 = (squared * squared).mean(axis=0)
+    has_spread = m2 > 0
+    safe_m2 = np.where(has_spread, m2, 1.0)
+
+    stats[_STAT_ROW["min"]] = x.min(axis=0)
+    stats[_STAT_ROW["max"]] = x.max(axis=0)
+    stats[_STAT_ROW["median"]] = np.median(x, axis=0)
+    stats[_STAT_ROW["mean"]] = mean
+    stats[_STAT_ROW["var"]] = m2
+    stats[_STAT_ROW["stdev"]] = np.sqrt(m2)
+    stats[_STAT_ROW["skew"]] = np.where(has_spread, m3 / safe_m2 ** 1.5, 0.0)
+    stats[_STAT_ROW["kurt"]] = np.where(has_spread, m4 / (safe_m2 * safe_m2) - 3.0, -3.0)
+
+    for order, mean_row, var_row in ((1, "dmean", "dvar"), (2, "dmean2", "dvar2")):
+        if n_frames > order:
+            derivative = np.abs(np.diff(x, n=order, axis=0))
+            stats[_STAT_ROW[mean_row]] = derivative.mean(axis=0)
+            stats[_STAT_ROW[var_row]] = derivative.var(axis=0)
+        else:
+            stats[_STAT_ROW[mean_row]] = 0.0
+            stats[_STAT_ROW[var_row]] = 0.0
+    return stats
+
+
+def replace_non_finite(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """Replace non-finite values column by column (METHOD.md section 3); returns (copy, count).
+
+    ``matrix`` is (segments x features). In each column NaN becomes the mean of the column's
+    finite values, +inf its largest finite value and -inf its smallest; a column without any
+    finite value becomes 0. The input is not modified.
+    """
+    data = np.array(matrix, dtype=np.float64, copy=True)
+    if data.ndim != 2:
+        raise ValueError(f"expected a 2-D (segments x features) matrix, got shape {data.shape}")
+    finite = np.isfinite(data)
+    n_replaced = int(data.size - np.count_nonzero(finite))
+    if n_replaced == 0:
+        return data, 0
+
+    n_finite = finite.sum(axis=0)
+    any_finite = n_finite > 0
+    col_mean = np.where(any_finite, np.where(finite, data, 0.0).sum(axis=0) / np.maximum(n_finite, 1), 0.0)
+    col_max = np.where(any_finite, np.where(finite, data, -np.inf).max(axis=0), 0.0)
+    col_min = np.where(any_finite, np.where(finite, data, np.inf).min(axis=0), 0.0)
+
+    rows, cols = np.nonzero(~finite)
+    bad = data[rows, cols]
+    data[rows, cols] = np.where(
+        np.isnan(bad), col_mean[cols], np.where(bad > 0, col_max[cols], col_min[cols])
+    )
+    return data, n_replaced
+
+
+# --------------------------------------------------------------------------------------------
+# The catalog's own formulas
+# --------------------------------------------------------------------------------------------
+
+def bark_loudness_descriptors(barkbands: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame ``total_loudness``, ``specific_sharpness`` and ``specific_spread``.
+
+    From a (frames x 27) Bark-band energy array, with specific loudness
+    ``N_z = barkband_z ** 0.23`` and total loudness ``N = sum_z N_z``:
+
+    * sharpness ``0.11 * sum_z(N_z * g_z * z) / N`` with ``g_z = 1`` for ``z < 15`` and
+      ``0.066 * exp(0.171 z)`` above, where ``z = 1..27`` is the band number;
+    * spread ``((N - max_z N_z) / N) ** 2``.
+
+    Frames with zero total loudness give NaN sharpness/spread (replaced later).
+    """
+    bands = np.asarray(barkbands, dtype=np.float64)
+    specific = np.power(np.maximum(bands, 0.0), SPECIFIC_LOUDNESS_EXPONENT)
+    total = specific.sum(axis=1)
+    z = np.arange(1, bands.shape[1] + 1, dtype=np.float64)
+    weight = np.where(z < 15, 1.0, 0.066 * np.exp(0.171 * z))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sharpness = 0.11 * (specific * (weight * z)).sum(axis=1) / total
+        spread = ((total - specific.max(axis=1)) / total) ** 2
+    return {
+        "lowLevel.total_loudness": total,
+        "lowLevel.specific_sharpness": sharpness,
+        "lowLevel.specific_spread": spread,
+    }
+
+
+def average_loudness(level: np.ndarray) -> float:
+    """The Essentia Extractor's ``average_loudness`` from a curve of frame loudness values.
+
+    Normalise to the maximum (at least 1e-4), floor at 1e-4 (-80 dB), average, convert to dB
+    and squeeze into (0, 1) with ``0.5 + 0.5 tanh(-1 + 2 (x + 5) / 3)``: close to 1 for a signal
+    with little dynamic range. (Extractor::levelAverage, which is post-processing code, not an
+    Essentia algorithm.)
+    """
+    values = np.asarray(level, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    epsilon, floor = 10e-5, 0.0001
+    normalised = np.maximum(values / max(values.max(), epsilon), floor)
+    level_db = 10.0 * math.log10(normalised.mean())
+    x1, x2 = -5.0, -2.0
+    return float(0.5 + 0.5 * math.tanh(-1.0 + 2.0 * (level_db - x1) / (x2 - x1)))
+
+
+# --------------------------------------------------------------------------------------------
+# Catalog layout: where each pooled statistic lands in the output vector
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _PooledLayout:
+    """Catalog positions of one pooled descriptor: out[positions] = stats[stat_rows, columns]."""
+
+    positions: np.ndarray
+    stat_rows: np.ndarray
+    columns: np.ndarray
+
+
+def _catalog_layout() -> tuple[dict[str, _PooledLayout], dict[str, int]]:
+    catalog = load_catalog()
+    pooled: dict[str, _PooledLayout] = {}
+    scalars: dict[str, int] = {}
+    for descriptor, rows in catalog.groupby("descriptor", sort=False):
+        if (rows["scope"] == "global").all():
+            if len(rows) != 1:
+                raise ValueError(f"global descriptor {descriptor} has {len(rows)} catalog rows")
+            scalars[descriptor] = int(rows["position"].iloc[0])
+            continue
+        pooled[descriptor] = _PooledLayout(
+            positions=rows["position"].to_numpy(dtype=np.int64),
+            stat_rows=np.array([_STAT_ROW[s] for s in rows["statistic"]], dtype=np.int64),
+            columns=rows["index"].fillna(0).to_numpy(dtype=np.int64),
+        )
+    return pooled, scalars
+
+
+# --------------------------------------------------------------------------------------------
+# The extractor
+# --------------------------------------------------------------------------------------------
+
+def _direct(algorithm):
+    """The C++ compute of an essentia.standard algorithm, without the Python wrapper.
+
+    ``algorithm(x)`` re-inspects and converts every argument on each call, which costs more
+    than many spectral algorithms themselves at 430 frames x 40 calls per segment. Inside the
+    frame loops every argument is already a C-contiguous float32 array or a float, exactly
+    what Essentia takes, so the conversion is skipped. Same algorithm, same results.
+    """
+    return algorithm.__compute__
+
+
+class FeatureExtractor:
+    """Computes the catalog for segments; build once, call :meth:`extract` per segment.
+
+    The Essentia algorithm instances are created here and reused for every segment (stateful
+    ones, Flux and the noise generator, are reset at the start of each segment).
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE):
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError("the catalog is defined at 44.1 kHz; resample first")
+        self.sample_rate = float(sample_rate)
+        self.names = feature_names()
+        self._pooled_layout, self._scalar_layout = _catalog_layout()
+        self._build_algorithms()
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _build_algorithms(self) -> None:
+        sr = self.sample_rate
+        nyquist = 0.5 * sr
+        # Silent frames get -100 dB noise, as the streaming FrameCutter (silentFrames='noise')
+        # of Essentia's extractors does, so that log/ratio descriptors stay finite.
+        self.noise = es.NoiseAdder(level=-100, fixSeed=True)
+
+        # Low-level frames (Extractor: LowLevelSpectralExtractor + LowLevelSpectralEqloudExtractor).
+        self.window = es.Windowing(type="blackmanharris62")
+        self.spectrum = es.Spectrum()
+        # SilenceRate thresholds: -20, -30, -60 dB, as db2lin(dB / 2) in the Extractor.
+        self.silence_rate = es.SilenceRate(
+            thresholds=[10.0 ** (db / 2.0 / 10.0) for db in (-20.0, -30.0, -60.0)]
+        )
+        self.zcr = es.ZeroCrossingRate()
+        self.mfcc = es.MFCC(numberBands=N_MEL_BANDS)
+        self.mel_moments = es.CentralMoments(range=N_MEL_BANDS - 1)
+        self.bark_bands = es.BarkBands(numberBands=N_BARK_BANDS, sampleRate=sr)
+        self.bark_moments = es.CentralMoments(range=N_BARK_BANDS - 1)
+        self.spectrum_moments = es.CentralMoments(range=nyquist)
+        self.distribution_shape = es.DistributionShape()
+        self.crest = es.Crest()
+        self.flatness_db = es.FlatnessDB()
+        self.energy = es.Energy()
+        self.energy_bands = [
+            es.EnergyBand(startCutoffFrequency=lo, stopCutoffFrequency=hi, sampleRate=sr)
+            for lo, hi in ((20, 150), (150, 800), (800, 4000), (4000, 20000))
+        ]
+        self.hfc = es.HFC(sampleRate=sr)
+        self.rms = es.RMS()
+        self.flux = es.Flux()
+        self.rolloff = es.RollOff(sampleRate=sr)
+        self.strong_peak = es.StrongPeak()
+        self.decrease = es.Decrease(range=nyquist)
+        self.centroid = es.Centroid(range=nyquist)
+        self.spectral_complexity = es.SpectralComplexity(magnitudeThreshold=0.005, sampleRate=sr)
+        self.pitch_yin = es.PitchYinFFT(frameSize=LOWLEVEL_FRAME, sampleRate=sr)
+        self.pitch_salience = es.PitchSalience(sampleRate=sr)
+        self.entropy = es.Entropy()
+        self.contrast = es.SpectralContrast(
+            frameSize=LOWLEVEL_FRAME, sampleRate=sr, numberBands=6, lowFrequencyBound=20,
+            highFrequencyBound=11000, neighbourRatio=0.4, staticDistribution=0.15,
+        )
+        # Two peak pickers, as in the two Extractor halves: harmonic analysis (sfx) starts
+        # above the first bin; dissonance takes every peak.
+        self.harmonic_input_peaks = es.SpectralPeaks(
+            orderBy="frequency", minFrequency=sr / LOWLEVEL_FRAME, sampleRate=sr
+        )
+        self.dissonance_peaks = es.SpectralPeaks(orderBy="frequency", sampleRate=sr)
+        self.dissonance = es.Dissonance()
+        self.harmonic_peaks = es.HarmonicPeaks()
+        self.inharmonicity = es.Inharmonicity()
+        self.tristimulus = es.Tristimulus()
+        self.odd_to_even = es.OddToEvenHarmonicEnergyRatio()
+
+        # Tonal frames (Extractor: TonalExtractor, key HPCP).
+        self.tonal_peaks = es.SpectralPeaks(
+            orderBy="magnitude", magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000,
+            maxPeaks=10000, sampleRate=sr,
+        )
+        self.hpcp = es.HPCP(
+            size=HPCP_SIZE, referenceFrequency=HPCP_REFERENCE_HZ, minFrequency=40.0,
+            maxFrequency=5000.0, nonLinear=False, bandPreset=False, windowSize=4.0 / 3.0,
+            weightType="squaredCosine", sampleRate=sr,
+        )
+
+        # Dynamics frames.
+        self.larm = es.Larm(sampleRate=sr)
+        self.leq = es.Leq()
+        self.loudness = es.Loudness()
+        self.loudness_vickers = es.LoudnessVickers(sampleRate=sr)
+        self.dynamic_complexity = es.DynamicComplexity(sampleRate=sr)
+
+        # Whole-segment algorithms.
+        self.rhythm = es.RhythmExtractor2013(method="multifeature")
+        self.bpm_histogram = es.BpmHistogramDescriptors()
+        self.onset_rate = es.OnsetRate()
+        self.envelope = es.Envelope(sampleRate=sr)
+        self.effective_duration = es.EffectiveDuration(sampleRate=sr)
+        self.log_attack_time = es.LogAttackTime(sampleRate=sr)
+        self.strong_decay = es.StrongDecay(sampleRate=sr)
+        self.flatness_sfx = es.FlatnessSFX()
+        self.max_to_total = es.MaxToTotal()
+        self.min_to_total = es.MinToTotal()
+        self.tc_to_total = es.TCToTotal()
+        self.derivative_sfx = es.DerivativeSFX()
+        self.after_max_to_before_max = es.AfterMaxToBeforeMaxEnergyRatio()
+
+    # -- framing -------------------------------------------------------------------------------
+
+    def _frames(self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool):
+        """Essentia FrameCutter frames, silent ones replaced by -100 dB noise."""
+        is_silent, add_noise = essentia.isSilent, self.noise
+        for frame in es.FrameGenerator(
+            audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
+        ):
+            yield add_noise(frame) if is_silent(frame) else frame
+
+    # -- per-frame descriptor groups -------------------------------------------------------------
+
+    def _lowlevel(self, audio: np.ndarray) -> dict[str, np.ndarray]:
+        """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name."""
+        frames = list(self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False))
+        n = len(frames)
+        # One row per frame; scalar descriptors are the columns of one table (faster than
+        # one Python list per descriptor).
+        scalar_names = (
+            "lowLevel.silence_rate_20dB", "lowLevel.silence_rate_30dB", "lowLevel.silence_rate_60dB",
+            "lowLevel.zerocrossingrate", "lowLevel.spectral_energy",
+            "lowLevel.spectral_energyband_low", "lowLevel.spectral_energyband_middle_low",
+            "lowLevel.spectral_energyband_middle_high", "lowLevel.spectral_energyband_high",
+            "lowLevel.hfc", "lowLevel.spectral_rms", "lowLevel.spectral_flux",
+            "lowLevel.spectral_rolloff", "lowLevel.spectral_strongpeak", "lowLevel.spectral_decrease",
+            "lowLevel.spectral_complexity", "lowLevel.pitch", "lowLevel.pitch_instantaneous_confidence",
+            "lowLevel.pitch_salience", "lowLevel.spectral_crest", "lowLevel.spectral_flatness_db",
+            "lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis",
+            "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db", "lowLevel.melbands_spread",
+            "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis", "lowLevel.spectral_centroid",
+            "lowLevel.spectral_spread", "lowLevel.spectral_skewness", "lowLevel.spectral_kurtosis",
+            "lowLevel.dissonance", "lowLevel.spectral_entropy", "sfx.inharmonicity",
+            "sfx.oddtoevenharmonicenergyratio",
+        )
+        scalars = np.full((n, len(scalar_names)), np.nan)
+        barkbands = np.empty((n, N_BARK_BANDS))
+        mfcc = np.empty((n, 13))
+        sccoeffs = np.empty((n, 6))
+        scvalleys = np.empty((n, 6))
+        tristimulus = np.full((n, 3), np.nan)
+
+        # Bound C++ entry points: this loop runs ~430 times per segment with ~40 calls each,
+        # and every argument is already what Essentia takes (see _direct).
+        silence_rate, zcr = _direct(self.silence_rate), _direct(self.zcr)
+        window, spectrum = _direct(self.window), _direct(self.spectrum)
+        mfcc_algo, mel_moments = _direct(self.mfcc), _direct(self.mel_moments)
+        shape, crest = _direct(self.distribution_shape), _direct(self.crest)
+        flatness_db, energy = _direct(self.flatness_db), _direct(self.energy)
+        band_low, band_mid_low, band_mid_high, band_high = (_direct(b) for b in self.energy_bands)
+        hfc, rms, flux = _direct(self.hfc), _direct(self.rms), _direct(self.flux)
+        rolloff, strong_peak = _direct(self.rolloff), _direct(self.strong_peak)
+        decrease, centroid = _direct(self.decrease), _direct(self.centroid)
+        complexity, pitch_yin = _direct(self.spectral_complexity), _direct(self.pitch_yin)
+        salience, entropy, contrast = _direct(self.pitch_salience), _direct(self.entropy), _direct(self.contrast)
+        bark_algo, bark_moments = _direct(self.bark_bands), _direct(self.bark_moments)
+        spectrum_moments = _direct(self.spectrum_moments)
+        harmonic_input_peaks, dissonance_peaks = _direct(self.harmonic_input_peaks), _direct(self.dissonance_peaks)
+        dissonance, harmonic_peaks = _direct(self.dissonance), _direct(self.harmonic_peaks)
+        inharmonicity, tristimulus_algo = _direct(self.inharmonicity), _direct(self.tristimulus)
+        odd_to_even = _direct(self.odd_to_even)
+
+        self.flux.reset()  # Flux compares with the previous frame: start fresh for each segment
+        for i, frame in enumerate(frames):
+            row = scalars[i]
+            row[0:3] = silence_rate(frame)
+            row[3] = zcr(frame)
+            spec = spectrum(window(frame))
+            power = spec * spec
+            mel, mfcc[i] = mfcc_algo(spec)
+            row[4] = energy(spec)
+            row[5] = band_low(spec)
+            row[6] = band_mid_low(spec)
+            row[7] = band_mid_high(spec)
+            row[8] = band_high(spec)
+            row[9] = hfc(spec)
+            row[10] = rms(spec)
+            row[11] = flux(spec)
+            row[12] = rolloff(spec)
+            row[13] = strong_peak(spec)
+            row[14] = decrease(power)
+            row[15] = complexity(spec)
+            pitch, confidence = pitch_yin(spec)
+            row[16] = pitch
+            row[17] = confidence
+            row[18] = salience(spec)
+            bark = bark_algo(spec)
+            barkbands[i] = bark
+            row[19] = crest(bark)
+            row[20] = flatness_db(bark)
+            row[21:24] = shape(bark_moments(bark))
+            row[24] = crest(mel)
+            row[25] = flatness_db(mel)
+            row[26:29] = shape(mel_moments(mel))
+            row[29] = centroid(power)
+            row[30:33] = shape(spectrum_moments(spec))
+            row[33] = dissonance(*dissonance_peaks(spec))
+            row[34] = entropy(spec)
+            sccoeffs[i], scvalleys[i] = contrast(spec)
+            freqs, mags = harmonic_input_peaks(spec)
+            try:
+                h_freqs, h_mags = harmonic_peaks(freqs, mags, pitch)
+                row[35] = inharmonicity(h_freqs, h_mags)
+                row[36] = odd_to_even(h_freqs, h_mags)
+                tristimulus[i] = tristimulus_algo(h_freqs, h_mags)
+            except RuntimeError:
+                pass  # left NaN: Essentia rejected this frame's harmonic peaks
+
+        out = {name: scalars[:, k] for k, name in enumerate(scalar_names)}
+        out["lowLevel.barkbands"] = barkbands
+        out["lowLevel.mfcc"] = mfcc  # catalog indices 1..12 pick coefficients 1..12
+        out["lowLevel.sccoeffs"] = sccoeffs
+        out["lowLevel.scvalleys"] = scvalleys
+        out["sfx.tristimulus"] = tristimulus
+        out.update(bark_loudness_descriptors(barkbands))
+        return out
+
+    def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
+        """HPCP (36 bins) per 4096/2048 frame, with its crest and entropy."""
+        window, spectrum, peaks, hpcp_algo = self.window, self.spectrum, self.tonal_peaks, self.hpcp
+        crest, entropy = self.crest, self.entropy
+        hpcps, crests, entropies = [], [], []
+        for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
+            hpcp = hpcp_algo(*peaks(spectrum(window(frame))))
+            hpcps.append(hpcp)
+            if hpcp.any():
+                crests.append(crest(hpcp))
+                entropies.append(entropy(hpcp))
+            else:  # no peaks in range: Crest/Entropy are undefined on an all-zero profile
+                crests.append(np.nan)
+                entropies.append(np.nan)
+        return {
+            "tonal.hpcp": np.array(hpcps, dtype=np.float64).reshape(-1, HPCP_SIZE),
+            "tonal.hpcp_crest": np.array(crests),
+            "tonal.hpcp_entropy": np.array(entropies),
+        }
+
+    def _dynamics(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness."""
+        larm, leq, loudness, vickers, rms = self.larm, self.leq, self.loudness, self.loudness_vickers, self.rms
+        rows = [
+            (larm(f), leq(f), loudness(f), vickers(f), rms(f))
+            for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, True)
+        ]
+        short = np.array(rows, dtype=np.float64).reshape(-1, 5)
+        complexity, complexity_loudness, level = [], [], []
+        for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True):
+            value, window_loudness = self.dynamic_complexity(frame)
+            complexity.append(value)
+            complexity_loudness.append(window_loudness)
+            level.append(loudness(frame))
+        pooled = {
+            "dynamic.larm": short[:, 0],
+            "dynamic.leq": short[:, 1],
+            "dynamic.loudness": short[:, 2],
+            "dynamic.loudness_vickers": short[:, 3],
+            "dynamic.rms": short[:, 4],
+            "dynamic.dynamic_complexity": np.array(complexity, dtype=np.float64),
+            "dynamic.dynamic_complexity_loudness": np.array(complexity_loudness, dtype=np.float64),
+        }
+        return pooled, average_loudness(np.array(level))
+
+    def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Beat, BPM-histogram and onset descriptors of the whole segment."""
+        _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
+        histogram = self.bpm_histogram(intervals)
+        pooled = {
+            name: np.array([value], dtype=np.float64)
+            for name, value in zip(
+                ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
+                 "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread"),
+                histogram[:6],
+            )
+        }
+        if len(ticks) > 0:
+            # BeatsLoudness takes the beat positions as a parameter: reconfigure per segment.
+            beats = es.BeatsLoudness(
+                beats=ticks, sampleRate=self.sample_rate, frequencyBands=BEATS_LOUDNESS_BANDS_HZ
+            )
+            beat_loudness, band_ratio = beats(audio)
+        else:
+            beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
+        pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
+        pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
+        _onsets, onset_rate = self.onset_rate(audio)
+        return pooled, float(onset_rate)
+
+    def _temporal(self, audio: np.ndarray) -> dict[str, float]:
+        """Envelope (sfx) descriptors of the whole segment."""
+        envelope = self.envelope(audio)
+        der_av_after_max, max_der_before_max = self.derivative_sfx(envelope)
+        return {
+            "temporal.derAvAfterMax": der_av_after_max,
+            "temporal.maxDerBeforeMax": max_der_before_max,
+            "temporal.effective_duration": self.effective_duration(envelope),
+            "temporal.flatness_sfx": self.flatness_sfx(envelope),
+            "temporal.log_attack_time": self.log_attack_time(envelope)[0],
+            "temporal.max_to_total": self.max_to_total(envelope),
+            "temporal.min_to_total": self.min_to_total(envelope),
+            "temporal.strong_decay": self.strong_decay(audio),
+            "temporal.tct_to_total": self.tc_to_total(envelope),
+        }
+
+    def _pitch_curve(self, pitch: np.ndarray) -> dict[str, float]:
+        """The Extractor's sfx descriptors of the frame pitch curve."""
+        curve = np.ascontiguousarray(pitch, dtype=np.float32)
+        out = dict.fromkeys(
+            ("sfx.pitch_max_to_total", "sfx.pitch_min_to_total", "sfx.pitch_centroid",
+             "sfx.pitch_after_max_to_before_max_energy_ratio"),
+            float("nan"),
+        )
+        if curve.size < 2:
+            return out
+        for name, compute in (
+            ("sfx.pitch_max_to_total", lambda: self.max_to_total(curve)),
+            ("sfx.pitch_min_to_total", lambda: self.min_to_total(curve)),
+            ("sfx.pitch_centroid", lambda: es.Centroid(range=curve.size - 1)(curve)),
+            ("sfx.pitch_after_max_to_before_max_energy_ratio", lambda: self.after_max_to_before_max(curve)),
+        ):
+            try:
+                out[name] = float(compute())
+            except RuntimeError:
+                pass  # e.g. an all-zero pitch curve; left NaN
+        return out
+
+    # -- the public call ---------------------------------------------------------------------------
+
+    def extract(self, audio: np.ndarray) -> np.ndarray:
+        """All 1812 catalog features of one segment, float64, in catalog order.
+
+        ``audio`` is mono float32 at 44.1 kHz, already pre-processed
+        (:func:`stemstore.audio.preprocess`). Values may be NaN or infinite where Essentia
+        gives them; :func:`replace_non_finite` cleans a set of segments.
+        """
+        signal = np.ascontiguousarray(audio, dtype=np.float32)
+        if signal.ndim != 1:
+            raise ValueError(f"expected a mono 1-D signal, got shape {signal.shape}")
+        if signal.size < LOWLEVEL_FRAME:
+            raise ValueError(f"segment of {signal.size} samples is too short to analyse")
+        self.noise.reset()  # same noise in silent frames for every segment (reproducibility)
+
+        pooled: dict[str, np.ndarray] = {}
+        scalars: dict[str, float] = {}
+        pooled.update(self._lowlevel(signal))
+        pooled.update(self._tonal(signal))
+        dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(signal)
+        pooled.update(dynamics)
+        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal)
+        pooled.update(rhythm)
+        scalars.update(self._temporal(signal))
+        scalars.update(self._pitch_curve(pooled["lowLevel.pitch"]))
+
+        values = np.full(len(self.names), np.nan)
+        for descriptor, layout in self._pooled_layout.items():
+            stats = pool_statistics(pooled[descriptor])
+            values[layout.positions] = stats[layout.stat_rows, layout.columns]
+        for descriptor, position in self._scalar_layout.items():
+            values[position] = scalars[descriptor]
+        return values
+
+    def extract_named(self, audio: np.ndarray) -> dict[str, float]:
+        """:meth:`extract` as a ``{feature name: value}`` dict (convenient in notebooks/tests)."""
+        return dict(zip(self.names, self.extract(audio).tolist()))
+
+
+_DEFAULT_EXTRACTOR: FeatureExtractor | None = None
+
+
+def extract_features(audio: np.ndarray) -> np.ndarray:
+    """:meth:`FeatureExtractor.extract` with a module-wide extractor built on first use."""
+    global _DEFAULT_EXTRACTOR
+    if _DEFAULT_EXTRACTOR is None:
+        _DEFAULT_EXTRACTOR = FeatureExtractor()
+    return _DEFAULT_EXTRACTOR.extract(audio)
