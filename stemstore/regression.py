@@ -1,0 +1,860 @@
+"""Regression from raw-segment features to stem-segment features (METHOD.md section 5).
+
+Per instrument group, a multi-output regression learns to predict the processed stem's values of
+the prediction features (f_pred) from the raw recording's values of the same features. This
+module is a pure library working on pandas DataFrames; the store and the CLI call it and persist
+what it returns.
+
+The pieces, in the order :func:`run_regression` uses them:
+
+1. :func:`pairs_to_xy` turns the store's wide "pairs" table (one row per segment, ``role`` raw or
+   stem, ``pair`` linking the two) into aligned matrices X (raw) and Y (stem).
+2. :func:`split_train_test` keeps a stored train/test split or makes a seeded one that holds out
+   whole multitracks.
+3. :func:`find_outliers` flags training pairs with a value more than 3 sd from its feature's mean.
+4. :func:`build_paper_models` (the study's hyperparameters, unscaled) or :func:`fit_tuned_models`
+   (grid search with 5-fold cross-validation, scaled inputs and targets) fit the five models.
+5. :func:`regression_metrics` computes per-feature mape and mae on the test pairs ("Table 6").
+6. :func:`search_ensemble` picks the best model or average of models ("Table 7").
+
+:func:`predict_stem` applies a fitted model (or :class:`AveragingRegressor`) to one raw recording;
+:func:`save_model` / :func:`load_model` persist models with skops (no pickle).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.cross_decomposition import PLSRegression
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, KFold
+from sklearn.multioutput import MultiOutputRegressor
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+from sklearn.utils.validation import check_is_fitted
+
+#: Columns of the pairs table that are not features.
+ID_COLUMNS = ("multitrack", "instrument", "role", "pair", "split")
+#: Model names, in report order.
+MODEL_NAMES = ("svr", "rf", "knn", "pls", "lr")
+PRESETS = ("paper", "tuned")
+OUTLIER_RULES = ("3sigma", "none")
+#: Fewer pairs than this cannot give both a training set and a test set worth reporting.
+MIN_PAIRS = 10
+
+#: The reference study's optimum hyperparameters (METHOD.md section 5), inputs unscaled.
+PAPER_HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
+    "bass": {
+        "svr": {"kernel": "rbf", "C": 1.0, "gamma": 8.0, "epsilon": 0.002},
+        "rf": {"n_estimators": 1000},
+        "knn": {"n_neighbors": 6, "metric": "minkowski", "p": 2},
+        "pls": {"n_components": 1},
+        "lr": {},
+    },
+    "guitar": {
+        "svr": {"kernel": "rbf", "C": 1024.0, "gamma": 3.12e-2, "epsilon": 0.149},
+        "rf": {"n_estimators": 750},
+        "knn": {"n_neighbors": 19, "metric": "minkowski", "p": 2},
+        "pls": {"n_components": 1},
+        "lr": {},
+    },
+    "vocal": {
+        "svr": {"kernel": "sigmoid", "C": 64.0, "gamma": 1e-4, "epsilon": 0.73},
+        "rf": {"n_estimators": 1000},
+        "knn": {"n_neighbors": 13, "metric": "minkowski", "p": 2},
+        "pls": {"n_components": 1},
+        "lr": {},
+    },
+    "keys": {
+        "svr": {"kernel": "sigmoid", "C": 32768.0, "gamma": 1.25e-4, "epsilon": 0.299},
+        "rf": {"n_estimators": 2000},
+        "knn": {"n_neighbors": 5, "metric": "minkowski", "p": 2},
+        "pls": {"n_components": 4},
+        "lr": {},
+    },
+}
+
+#: Grids of the "tuned" preset, by model, with the model's own parameter names. Inputs and
+#: targets are standardised inside the pipeline, so C/gamma/epsilon are on a unit scale.
+#: ``pls`` n_components and ``knn`` n_neighbors are clipped to what the data allows.
+TUNED_GRIDS: dict[str, dict[str, list]] = {
+    "svr": {
+        "kernel": ["rbf", "sigmoid"],
+        "C": [0.1, 1.0, 10.0, 100.0],
+        "gamma": ["scale", 0.01, 0.1],
+        "epsilon": [0.01, 0.1],
+    },
+    "rf": {
+        "n_estimators": [500],
+        "max_features": [1.0, 0.5],
+        "min_samples_leaf": [1, 3],
+    },
+    "knn": {
+        "n_neighbors": [3, 5, 7, 10, 15, 20],
+        "weights": ["uniform", "distance"],
+        "p": [1, 2],
+    },
+    "pls": {"n_components": list(range(1, 11))},
+    "lr": {},
+}
+
+#: Where each model's own parameters sit inside the tuned pipeline
+#: TransformedTargetRegressor(Pipeline(scale, model)).
+_TUNED_PREFIX = {
+    "svr": "regressor__model__estimator__",  # MultiOutputRegressor(SVR)
+    "rf": "regressor__model__",
+    "knn": "regressor__model__",
+    "pls": "regressor__model__",
+    "lr": "regressor__model__",
+}
+#: Cross-validation score of the tuned preset: sklearn's MAPE (scale-free, like the study's
+#: metric, so features of very different magnitudes weigh the same).
+CV_SCORING = "neg_mean_absolute_percentage_error"
+CV_FOLDS = 5
+
+
+# --------------------------------------------------------------------------------------------
+# Pairs table -> matrices
+
+
+class PairedData(NamedTuple):
+    """Raw and stem feature values aligned by pair (row i of X and of Y is the same pair)."""
+
+    X: np.ndarray  #: raw values, shape (n_pairs, n_features)
+    Y: np.ndarray  #: stem values, shape (n_pairs, n_features)
+    pairs: np.ndarray  #: pair ids, sorted
+    multitracks: np.ndarray  #: multitrack of each pair
+    split: np.ndarray  #: "train", "test" or None per pair
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """The feature columns of a pairs table: every column that is not an id column."""
+    return [c for c in df.columns if c not in ID_COLUMNS]
+
+
+def _normalise_split(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return str(value)
+
+
+def pairs_to_xy(df: pd.DataFrame, features: Sequence[str] | None = None) -> PairedData:
+    """Align the raw and stem rows of a pairs table into matrices X (raw) and Y (stem).
+
+    ``df`` has columns ``multitrack, role (raw|stem), pair`` (``instrument`` and ``split`` are
+    optional) and the feature columns. ``features`` defaults to every non-id column; the same
+    features are the inputs (raw values) and the targets (stem values). Pairs are sorted by
+    pair id so that the result does not depend on row order.
+
+    Raises ValueError for a missing column, an unknown role, a pair without exactly one raw and
+    one stem row, a pair whose two rows disagree on multitrack or split, or a missing (NaN) or
+    infinite feature value.
+    """
+    missing_ids = [c for c in ("multitrack", "role", "pair") if c not in df.columns]
+    if missing_ids:
+        raise ValueError(f"pairs table lacks required column(s): {', '.join(missing_ids)}")
+    features = list(feature_columns(df) if features is None else features)
+    if not features:
+        raise ValueError("no feature columns given")
+    if len(set(features)) != len(features):
+        raise ValueError("feature list contains duplicates")
+    missing_features = [f for f in features if f not in df.columns]
+    if missing_features:
+        raise ValueError(
+            f"pairs table lacks {len(missing_features)} feature column(s): "
+            + ", ".join(missing_features[:10])
+        )
+
+    roles = df["role"].astype(str)
+    bad_roles = sorted(set(roles) - {"raw", "stem"})
+    if bad_roles:
+        raise ValueError(f"role must be 'raw' or 'stem', found: {', '.join(bad_roles)}")
+
+    pair_ids = df["pair"].astype(str)
+    counts = pd.crosstab(pair_ids, roles).reindex(columns=["raw", "stem"], fill_value=0)
+    incomplete = counts[(counts["raw"] != 1) | (counts["stem"] != 1)]
+    if len(incomplete):
+        described = [f"{p} (raw={r.raw}, stem={r.stem})" for p, r in incomplete.head(10).iterrows()]
+        raise ValueError(
+            f"{len(incomplete)} pair(s) do not have exactly one raw and one stem row: "
+            + "; ".join(described)
+        )
+
+    raw = df[roles == "raw"].set_index(pair_ids[roles == "raw"]).sort_index()
+    stem = df[roles == "stem"].set_index(pair_ids[roles == "stem"]).reindex(raw.index)
+
+    for side in (raw, stem):
+        values = side[features].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows, cols = np.nonzero(bad)
+            described = [f"{side.index[r]} ({side['role'].iloc[r]}): {features[c]}"
+                         for r, c in zip(rows[:10], cols[:10])]
+            raise ValueError(
+                f"{bad.sum()} missing (NaN) or non-numeric/infinite feature value(s) in "
+                f"{len(set(rows))} row(s), e.g. " + "; ".join(described)
+            )
+
+    if not (raw["multitrack"].astype(str).to_numpy() == stem["multitrack"].astype(str).to_numpy()).all():
+        raise ValueError("raw and stem rows of a pair name different multitracks")
+
+    if "split" in df.columns:
+        split_raw = [_normalise_split(v) for v in raw["split"]]
+        split_stem = [_normalise_split(v) for v in stem["split"]]
+        if split_raw != split_stem:
+            raise ValueError("raw and stem rows of a pair have different split values")
+        bad_split = sorted({s for s in split_raw if s not in (None, "train", "test")})
+        if bad_split:
+            raise ValueError(f"split must be 'train', 'test' or empty, found: {bad_split}")
+    else:
+        split_raw = [None] * len(raw)
+
+    return PairedData(
+        X=raw[features].to_numpy(dtype=float),
+        Y=stem[features].to_numpy(dtype=float),
+        pairs=raw.index.to_numpy(dtype=object),
+        multitracks=raw["multitrack"].astype(str).to_numpy(dtype=object),
+        split=np.array(split_raw, dtype=object),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Train/test split and outliers
+
+
+def split_train_test(
+    multitracks: Sequence[str],
+    split: Sequence[str | None] | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Indices of the training and test pairs, and where the split came from.
+
+    A stored split (``split`` is "train" or "test" for every pair, with both present) is kept:
+    source "stored". Otherwise a seeded GroupShuffleSplit holds out about ``test_fraction`` of
+    the multitracks, so no multitrack has pairs on both sides: source "grouped-shuffle".
+    """
+    multitracks = np.asarray(multitracks, dtype=object)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    if split is not None:
+        split = np.asarray(split, dtype=object)
+        is_train, is_test = split == "train", split == "test"
+        if (is_train | is_test).all() and is_train.any() and is_test.any():
+            return np.flatnonzero(is_train), np.flatnonzero(is_test), "stored"
+
+    n_groups = len(set(multitracks))
+    if n_groups < 2:
+        raise ValueError(
+            "cannot hold out whole multitracks: all pairs come from one multitrack "
+            "(store a train/test split instead)"
+        )
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(multitracks)), groups=multitracks))
+    return np.sort(train), np.sort(test), "grouped-shuffle"
+
+
+def find_outliers(X: np.ndarray, Y: np.ndarray, n_sd: float = 3.0) -> np.ndarray:
+    """Boolean mask of pairs with an input or target value more than ``n_sd`` sd from the mean.
+
+    Mean and (population) standard deviation are computed per column of X and of Y over the
+    pairs given, which should be the training pairs only. One pass, no iteration. A constant
+    column flags nothing.
+    """
+    values = np.hstack([X, Y])
+    mean = values.mean(axis=0)
+    sd = values.std(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, np.abs(values - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    return (z > n_sd).any(axis=1)
+
+
+def check_targets_vary(Y_train: np.ndarray, features: Sequence[str]) -> None:
+    """Raise ValueError naming every target feature that is constant over the training pairs.
+
+    A constant target cannot be learnt (and its mape is meaningless); the caller should drop it
+    from the feature list.
+    """
+    constant = [f for f, sd in zip(features, np.std(Y_train, axis=0)) if not sd > 0]
+    if constant:
+        raise ValueError(
+            f"target feature(s) constant over the {len(Y_train)} training pairs, "
+            f"cannot be learnt; drop them from the feature list: {', '.join(constant)}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+def _make_model(name: str, params: Mapping[str, Any], seed: int, n_jobs: int | None) -> BaseEstimator:
+    """One unfitted model of the five, with the given parameters of the model itself."""
+    params = dict(params)
+    if name == "svr":
+        return MultiOutputRegressor(SVR(**params))
+    if name == "rf":
+        return RandomForestRegressor(random_state=seed, n_jobs=n_jobs, **params)
+    if name == "knn":
+        return KNeighborsRegressor(**params)  # Minkowski metric by default (p=2: Euclidean)
+    if name == "pls":
+        return PLSRegression(**params)
+    if name == "lr":
+        return LinearRegression(**params)
+    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+
+
+def paper_hyperparameters(group: str) -> dict[str, dict[str, Any]]:
+    """The study's hyperparameters for ``group`` (bass, guitar, vocal or keys)."""
+    if group not in PAPER_HYPERPARAMETERS:
+        raise ValueError(
+            f"the 'paper' preset has hyperparameters only for groups "
+            f"{', '.join(PAPER_HYPERPARAMETERS)}; got {group!r}. Use preset='tuned' for "
+            "other groups."
+        )
+    return {m: dict(p) for m, p in PAPER_HYPERPARAMETERS[group].items()}
+
+
+def build_paper_models(
+    group: str, n_train: int, n_features: int, seed: int = 0, n_jobs: int | None = None
+) -> tuple[dict[str, BaseEstimator], dict[str, dict[str, Any]], list[str]]:
+    """Unfitted models with the study's hyperparameters for ``group``, inputs unscaled.
+
+    Returns (models, hyperparameters, warnings). The table is applied exactly; only when the
+    data cannot take a value (more neighbours than training pairs, more PLS components than
+    features) is it clipped, and a warning says so.
+    """
+    table = paper_hyperparameters(group)
+    notes: list[str] = []
+    knn = table["knn"]
+    if knn["n_neighbors"] > n_train:
+        notes.append(f"knn: n_neighbors {knn['n_neighbors']} > {n_train} training pairs, clipped")
+        knn["n_neighbors"] = n_train
+    pls = table["pls"]
+    if pls["n_components"] > min(n_features, n_train - 1):
+        clipped = max(1, min(n_features, n_train - 1))
+        notes.append(f"pls: n_components {pls['n_components']} clipped to {clipped}")
+        pls["n_components"] = clipped
+    models = {name: _make_model(name, table[name], seed, n_jobs) for name in MODEL_NAMES}
+    hyper = {name: dict(table[name]) for name in MODEL_NAMES}
+    hyper["rf"]["random_state"] = seed
+    return models, hyper, notes
+
+
+def _tuned_pipeline(name: str, seed: int) -> TransformedTargetRegressor:
+    """Scale inputs and targets inside the estimator, so the scalers are fitted per CV fold."""
+    model = _make_model(name, {}, seed, n_jobs=None)
+    return TransformedTargetRegressor(
+        regressor=Pipeline([("scale", StandardScaler()), ("model", model)]),
+        transformer=StandardScaler(),
+    )
+
+
+def _cross_validator(groups: np.ndarray, seed: int):
+    """GroupKFold by multitrack when there are enough multitracks, else shuffled KFold."""
+    n_groups = len(set(groups))
+    if n_groups >= CV_FOLDS:
+        return GroupKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed), "GroupKFold"
+    n_splits = min(CV_FOLDS, len(groups))
+    return KFold(n_splits=n_splits, shuffle=True, random_state=seed), "KFold"
+
+
+def _fit_grid_limits(grid: dict[str, list], name: str, n_fold_train: int, n_features: int) -> dict[str, list]:
+    """Drop grid values the smallest CV training fold cannot take."""
+    grid = {k: list(v) for k, v in grid.items()}
+    if name == "knn" and "n_neighbors" in grid:
+        grid["n_neighbors"] = [k for k in grid["n_neighbors"] if k <= n_fold_train] or [n_fold_train]
+    if name == "pls" and "n_components" in grid:
+        limit = max(1, min(n_features, n_fold_train - 1))
+        grid["n_components"] = [k for k in grid["n_components"] if k <= limit] or [1]
+    return grid
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain Python types for a hyperparameter value (numpy scalars become int/float)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def fit_tuned_models(
+    X_train: np.ndarray,
+    Y_train: np.ndarray,
+    groups: np.ndarray,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    grids: Mapping[str, Mapping[str, list]] | None = None,
+) -> tuple[dict[str, BaseEstimator], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Tune each model by grid search with 5-fold cross-validation and refit it on all of X_train.
+
+    ``grids`` overrides :data:`TUNED_GRIDS` per model (parameter names of the model itself, e.g.
+    ``{"svr": {"C": [1.0]}}``). Returns (fitted estimators, hyperparameters, CV records); the
+    estimators are TransformedTargetRegressor(Pipeline(StandardScaler, model), StandardScaler).
+    """
+    grids = {**TUNED_GRIDS, **(dict(grids) if grids else {})}
+    cv, cv_name = _cross_validator(groups, seed)
+    fold_train_sizes = [len(tr) for tr, _ in cv.split(X_train, Y_train, groups=groups)]
+    n_fold_train = min(fold_train_sizes)
+
+    fitted, hyper, cv_records = {}, {}, {}
+    for name in MODEL_NAMES:
+        grid = _fit_grid_limits(grids.get(name, {}), name, n_fold_train, X_train.shape[1])
+        prefix = _TUNED_PREFIX[name]
+        search = GridSearchCV(
+            _tuned_pipeline(name, seed),
+            param_grid={prefix + k: v for k, v in grid.items()},
+            scoring=CV_SCORING,
+            cv=cv,
+            n_jobs=n_jobs,
+            error_score="raise",  # a failing fit is a bug to see, not a NaN to average over
+        )
+        with warnings.catch_warnings():
+            # Sigmoid-kernel SVR on some grid points converges slowly; that is what the grid is for.
+            warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.svm")
+            search.fit(X_train, Y_train, groups=groups)
+        fitted[name] = search.best_estimator_
+        best = {k[len(prefix):]: _json_safe(v) for k, v in search.best_params_.items()}
+        if name == "rf":
+            best["random_state"] = seed
+        hyper[name] = best
+        results = search.cv_results_
+        cv_records[name] = {
+            "scoring": "mape",
+            "cv": cv_name,
+            "n_splits": len(fold_train_sizes),
+            "grid": _json_safe(grid),
+            "best_mape": float(-search.best_score_),
+            "best_mape_sd": float(results["std_test_score"][search.best_index_]),
+            "candidates": [
+                {
+                    "params": {k[len(prefix):]: _json_safe(v) for k, v in p.items()},
+                    "mape": float(-m),
+                    "mape_sd": float(s),
+                }
+                for p, m, s in zip(results["params"], results["mean_test_score"], results["std_test_score"])
+            ],
+        }
+    return fitted, hyper, cv_records
+
+
+def _predict_2d(estimator: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """Predictions as (n_samples, n_targets), whatever shape the estimator returns."""
+    y = np.asarray(estimator.predict(X), dtype=float)
+    return y.reshape(len(X), -1)
+
+
+class AveragingRegressor(RegressorMixin, BaseEstimator):
+    """The mean of the predictions of several regressors (the study's ensemble).
+
+    ``estimators`` is a list of (name, estimator) pairs; :meth:`fit` fits a clone of each. To
+    wrap estimators that are already fitted (what :func:`run_regression` does), use
+    :meth:`from_fitted`.
+    """
+
+    def __init__(self, estimators: Sequence[tuple[str, BaseEstimator]] = ()):
+        self.estimators = estimators
+
+    def fit(self, X, y):
+        if not self.estimators:
+            raise ValueError("AveragingRegressor needs at least one estimator")
+        self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators]
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    @classmethod
+    def from_fitted(cls, estimators: Sequence[tuple[str, BaseEstimator]]) -> "AveragingRegressor":
+        """An AveragingRegressor over estimators that are already fitted (not refitted)."""
+        estimators = list(estimators)
+        if not estimators:
+            raise ValueError("AveragingRegressor needs at least one estimator")
+        averaging = cls(estimators=estimators)
+        averaging.estimators_ = estimators
+        averaging.n_features_in_ = getattr(estimators[0][1], "n_features_in_", None)
+        return averaging
+
+    def predict(self, X):
+        check_is_fitted(self, "estimators_")
+        X = np.asarray(X, dtype=float)
+        return np.mean([_predict_2d(est, X) for _, est in self.estimators_], axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and the ensemble
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, features: Sequence[str]) -> pd.DataFrame:
+    """Per target feature: mape, mae and the number of zero targets ("Table 6").
+
+    mape(f) = mean |y_true - y_pred| / |y_true|, mae(f) = mean |y_true - y_pred| over the test
+    pairs. A feature with a zero true value has mape = inf (the ratio is undefined) and
+    ``n_zero_targets`` says how many zeros there were.
+    """
+    y_true = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch: y_true {y_true.shape}, y_pred {y_pred.shape}")
+    if y_true.shape[1] != len(features):
+        raise ValueError(f"{y_true.shape[1]} target columns but {len(features)} feature names")
+    if len(y_true) == 0:
+        raise ValueError("no test pairs to evaluate")
+    error = np.abs(y_true - y_pred)
+    zeros = (y_true == 0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = error / np.abs(y_true)
+    mape = np.where(zeros > 0, np.inf, np.nanmean(np.where(y_true == 0, np.nan, ratio), axis=0))
+    return pd.DataFrame(
+        {"mape": mape, "mae": error.mean(axis=0), "n_zero_targets": zeros.astype(int)},
+        index=pd.Index(list(features), name="feature"),
+    )
+
+
+def _mape_per_feature(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mape = (np.abs(y_true - y_pred) / np.abs(y_true)).mean(axis=0)
+    return np.where((y_true == 0).any(axis=0), np.inf, mape)
+
+
+@dataclass
+class EnsembleResult:
+    """The "Table 7" choice: the model or average of models with the smallest a-mape.
+
+    ``candidates`` has one row per single model and per average of two or more models
+    (columns ``models`` (tuple of names), ``n_models``, ``a_mape``), best first. When no feature
+    passes the threshold, ``models`` is empty and ``a_mape`` is NaN.
+    """
+
+    kept_features: list[str]
+    dropped_features: list[str]
+    models: tuple[str, ...]
+    a_mape: float
+    threshold: float
+    best_mape_per_feature: dict[str, float]
+    candidates: pd.DataFrame
+
+    @property
+    def is_average(self) -> bool:
+        return len(self.models) > 1
+
+
+def search_ensemble(
+    predictions: Mapping[str, np.ndarray],
+    y_test: np.ndarray,
+    features: Sequence[str],
+    threshold: float = 0.5,
+) -> EnsembleResult:
+    """Pick the model or average of models' predictions with the smallest a-mape.
+
+    ``predictions`` maps model name to its test predictions (n_test, n_features), aligned with
+    ``y_test``. Target features whose best mape over the single models exceeds ``threshold``
+    (or is infinite, i.e. a zero target) are dropped; every single model and every average of
+    two or more models is scored by a-mape = mean mape over the kept features. Ties go to fewer
+    models, then to the order of ``predictions``.
+    """
+    names = list(predictions)
+    if not names:
+        raise ValueError("no predictions to choose from")
+    y_test = np.asarray(y_test, dtype=float).reshape(len(y_test), -1)
+    preds = {n: np.asarray(predictions[n], dtype=float).reshape(y_test.shape) for n in names}
+    features = list(features)
+
+    per_model = np.vstack([_mape_per_feature(y_test, preds[n]) for n in names])
+    best_per_feature = per_model.min(axis=0)
+    kept = np.flatnonzero(best_per_feature <= threshold)  # inf and NaN are never kept
+
+    rows = []
+    if len(kept):
+        for size in range(1, len(names) + 1):
+            for combo in itertools.combinations(names, size):
+                averaged = np.mean([preds[n] for n in combo], axis=0)
+                a_mape = float(_mape_per_feature(y_test[:, kept], averaged[:, kept]).mean())
+                rows.append({"models": combo, "n_models": size, "a_mape": a_mape})
+    candidates = pd.DataFrame(rows, columns=["models", "n_models", "a_mape"])
+    if len(candidates):
+        # Stable sort keeps combinations order within equal (a_mape, n_models).
+        candidates = candidates.sort_values(["a_mape", "n_models"], kind="stable").reset_index(drop=True)
+        models, a_mape = candidates.loc[0, "models"], float(candidates.loc[0, "a_mape"])
+    else:
+        models, a_mape = (), float("nan")
+    return EnsembleResult(
+        kept_features=[features[i] for i in kept],
+        dropped_features=[f for i, f in enumerate(features) if i not in set(kept)],
+        models=tuple(models),
+        a_mape=a_mape,
+        threshold=threshold,
+        best_mape_per_feature={f: float(v) for f, v in zip(features, best_per_feature)},
+        candidates=candidates,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The whole run
+
+
+@dataclass
+class ModelResult:
+    """One fitted model of a run and its test scores."""
+
+    name: str
+    estimator: BaseEstimator  #: fitted on the training pairs (outliers removed)
+    hyperparameters: dict[str, Any]  #: JSON-able
+    cv: dict[str, Any] | None  #: cross-validation record (tuned preset), JSON-able; None for paper
+    metrics: pd.DataFrame  #: index feature; columns mape, mae, n_zero_targets
+    predictions: pd.DataFrame  #: long: pair, multitrack, feature, raw, stem, predicted
+
+
+@dataclass
+class RegressionResult:
+    """Everything one regression run produced, for the store to persist."""
+
+    group: str
+    preset: str
+    outliers: str
+    seed: int
+    test_fraction: float
+    features: list[str]
+    split_source: str  #: "stored" (the table's split) or "grouped-shuffle"
+    train_pairs: list[str]  #: training pairs actually used (outliers removed)
+    test_pairs: list[str]
+    removed_outlier_pairs: list[str]
+    models: dict[str, ModelResult]
+    ensemble: EnsembleResult
+    #: the chosen model or AveragingRegressor (None when no feature passed the threshold)
+    best_estimator: BaseEstimator | None
+    warnings: list[str] = field(default_factory=list)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """Table 6 in long form: model, feature, mape, mae, n_zero_targets."""
+        frames = [m.metrics.reset_index().assign(model=name) for name, m in self.models.items()]
+        table = pd.concat(frames, ignore_index=True)
+        return table[["model", "feature", "mape", "mae", "n_zero_targets"]]
+
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameters and hyperparameters, JSON-able (for the store's run record)."""
+        return {
+            "group": self.group,
+            "preset": self.preset,
+            "outliers": self.outliers,
+            "seed": self.seed,
+            "test_fraction": self.test_fraction,
+            "features": list(self.features),
+            "split_source": self.split_source,
+            "ensemble_threshold": self.ensemble.threshold,
+            "hyperparameters": {n: m.hyperparameters for n, m in self.models.items()},
+        }
+
+
+def _long_predictions(data: PairedData, test: np.ndarray, y_pred: np.ndarray, features: list[str]) -> pd.DataFrame:
+    n_test, n_features = len(test), len(features)
+    return pd.DataFrame({
+        "pair": np.repeat(data.pairs[test], n_features),
+        "multitrack": np.repeat(data.multitracks[test], n_features),
+        "feature": np.tile(features, n_test),
+        "raw": data.X[test].ravel(),
+        "stem": data.Y[test].ravel(),
+        "predicted": y_pred.ravel(),
+    })
+
+
+def run_regression(
+    pairs_df: pd.DataFrame,
+    features: Sequence[str] | None,
+    group: str,
+    preset: str = "tuned",
+    outliers: str = "3sigma",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    grids: Mapping[str, Mapping[str, list]] | None = None,
+    ensemble_threshold: float = 0.5,
+) -> RegressionResult:
+    """Fit and evaluate the five models on one group's pairs (METHOD.md section 5).
+
+    ``features`` are the f_pred features (inputs and targets); None takes every feature column
+    of ``pairs_df``. ``preset`` "paper" uses the study's hyperparameter table for ``group``
+    (bass, guitar, vocal, keys) on unscaled data; "tuned" grid-searches each model (see
+    :data:`TUNED_GRIDS`, overridable with ``grids``). ``outliers`` "3sigma" removes training
+    pairs with a value more than 3 sd from its feature's training mean; "none" keeps all.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if outliers not in OUTLIER_RULES:
+        raise ValueError(f"unknown outlier rule {outliers!r}; expected one of {', '.join(OUTLIER_RULES)}")
+    if preset == "paper":
+        paper_hyperparameters(group)  # fail on an unknown group before any work
+
+    data = pairs_to_xy(pairs_df, features)
+    features = list(feature_columns(pairs_df) if features is None else features)
+    if len(data.pairs) < MIN_PAIRS:
+        raise ValueError(
+            f"only {len(data.pairs)} complete pair(s) for group {group!r}; at least {MIN_PAIRS} "
+            "are needed for a training and a test set"
+        )
+    notes: list[str] = []
+
+    train, test, split_source = split_train_test(data.multitracks, data.split, test_fraction, seed)
+    if split_source == "grouped-shuffle" and any(s is not None for s in data.split):
+        notes.append("stored split incomplete (not every pair is train/test, or one side empty); "
+                     "made a new grouped split")
+
+    removed: list[str] = []
+    if outliers == "3sigma":
+        is_outlier = find_outliers(data.X[train], data.Y[train], n_sd=3.0)
+        removed = [str(p) for p in data.pairs[train][is_outlier]]
+        train = train[~is_outlier]
+    if len(train) < 2:
+        raise ValueError(f"only {len(train)} training pair(s) left after the split and outlier removal")
+    X_train, Y_train = data.X[train], data.Y[train]
+    check_targets_vary(Y_train, features)
+
+    if preset == "paper":
+        models, hyper, clip_notes = build_paper_models(group, len(train), len(features), seed, n_jobs)
+        notes.extend(clip_notes)
+        cv_records: dict[str, Any] = {name: None for name in MODEL_NAMES}
+        for model in models.values():
+            model.fit(X_train, Y_train)
+    else:
+        models, hyper, cv_records = fit_tuned_models(
+            X_train, Y_train, data.multitracks[train], seed=seed, n_jobs=n_jobs, grids=grids
+        )
+
+    X_test, Y_test = data.X[test], data.Y[test]
+    results, predictions = {}, {}
+    for name in MODEL_NAMES:
+        y_pred = _predict_2d(models[name], X_test)
+        predictions[name] = y_pred
+        results[name] = ModelResult(
+            name=name,
+            estimator=models[name],
+            hyperparameters=_json_safe(hyper[name]),
+            cv=cv_records[name],
+            metrics=regression_metrics(Y_test, y_pred, features),
+            predictions=_long_predictions(data, test, y_pred, features),
+        )
+    zeros = int((Y_test == 0).sum())
+    if zeros:
+        notes.append(f"{zeros} zero target value(s) in the test set: mape is inf for those features")
+
+    ensemble = search_ensemble(predictions, Y_test, features, threshold=ensemble_threshold)
+    if not ensemble.models:
+        best = None
+        notes.append(f"no target feature has best mape <= {ensemble_threshold}: no ensemble chosen")
+    elif len(ensemble.models) == 1:
+        best = models[ensemble.models[0]]
+    else:
+        best = AveragingRegressor.from_fitted([(n, models[n]) for n in ensemble.models])
+
+    return RegressionResult(
+        group=group,
+        preset=preset,
+        outliers=outliers,
+        seed=seed,
+        test_fraction=test_fraction,
+        features=features,
+        split_source=split_source,
+        train_pairs=[str(p) for p in data.pairs[train]],
+        test_pairs=[str(p) for p in data.pairs[test]],
+        removed_outlier_pairs=removed,
+        models=results,
+        ensemble=ensemble,
+        best_estimator=best,
+        warnings=notes,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction and persistence
+
+
+def predict_stem(
+    model: BaseEstimator,
+    raw_values: Sequence[float] | Mapping[str, float] | pd.Series | np.ndarray,
+    features: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Predicted stem feature values for one raw recording (or several, as a 2-D array).
+
+    ``raw_values`` is the raw segment's values of the model's features, in the order the model
+    was trained with; a dict or Series is reordered by ``features`` when given. Returns a 1-D
+    array for one recording, 2-D for several.
+    """
+    if isinstance(raw_values, (Mapping, pd.Series)):
+        if features is None:
+            raise ValueError("pass features= to read a dict or Series of raw values in model order")
+        missing = [f for f in features if f not in raw_values]
+        if missing:
+            raise ValueError(f"raw values lack feature(s): {', '.join(missing)}")
+        raw_values = [raw_values[f] for f in features]
+    values = np.asarray(raw_values, dtype=float)
+    single = values.ndim == 1
+    values = values.reshape(1, -1) if single else values
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and values.shape[1] != expected:
+        raise ValueError(f"model expects {expected} raw feature values, got {values.shape[1]}")
+    if not np.isfinite(values).all():
+        raise ValueError("raw values contain NaN or infinite numbers")
+    predicted = _predict_2d(model, values)
+    return predicted[0] if single else predicted
+
+
+#: Types a saved stemstore model may contain beyond what skops trusts by default. Loading
+#: refuses anything else, so a tampered file cannot make us import arbitrary code.
+TRUSTED_MODEL_TYPES = frozenset({
+    "stemstore.regression.AveragingRegressor",
+    "sklearn.compose._target.TransformedTargetRegressor",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.multioutput.MultiOutputRegressor",
+    "sklearn.svm._classes.SVR",
+    "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.neighbors._regression.KNeighborsRegressor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    # KNN's Minkowski metric family: p=2, p=1, other p.
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.cross_decomposition._pls.PLSRegression",
+    "sklearn.linear_model._base.LinearRegression",
+})
+
+
+def save_model(model: BaseEstimator, path: str | Path) -> Path:
+    """Save a fitted model (or AveragingRegressor) with skops; returns the path."""
+    import skops.io as sio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, path)
+    return path
+
+
+def load_model(path: str | Path) -> BaseEstimator:
+    """Load a model saved by :func:`save_model`, trusting only :data:`TRUSTED_MODEL_TYPES`.
+
+    Raises ValueError naming any other type the file asks for.
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    unexpected = sorted(t for t in untrusted if t not in TRUSTED_MODEL_TYPES)
+    if unexpected:
+        raise ValueError(f"refusing to load {path}: it contains unexpected type(s) {', '.join(unexpected)}")
+    return sio.load(path, trusted=list(untrusted))

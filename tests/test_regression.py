@@ -1,0 +1,386 @@
+"""Tests of stemstore.regression (METHOD.md section 5) on the study's real reference pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from stemstore.regression import (
+    MODEL_NAMES,
+    AveragingRegressor,
+    feature_columns,
+    find_outliers,
+    load_model,
+    pairs_to_xy,
+    predict_stem,
+    regression_metrics,
+    run_regression,
+    save_model,
+    search_ensemble,
+    split_train_test,
+)
+from stemstore.regression_plots import plot_pca
+
+REFERENCE = Path("/work/shared/data/aes143-reference")
+GROUPS = ("bass", "guitar", "vocal", "keys")
+#: Small grids so the tuned preset runs in seconds in tests.
+SMALL_GRIDS = {
+    "svr": {"kernel": ["rbf"], "C": [1.0, 10.0], "gamma": ["scale"], "epsilon": [0.1]},
+    "rf": {"n_estimators": [50], "max_features": [1.0]},
+    "knn": {"n_neighbors": [5, 10]},
+    "pls": {"n_components": [1, 2]},
+    "lr": {},
+}
+
+
+def reference_pairs(group: str) -> pd.DataFrame:
+    path = REFERENCE / f"{group}-pairs.csv"
+    if not path.exists():
+        pytest.skip(f"reference data not found: {path}")
+    return pd.read_csv(path)
+
+
+def synthetic_pairs(n_multitracks: int = 30, pairs_per_multitrack: int = 2, seed: int = 0,
+                    with_split: bool = False) -> pd.DataFrame:
+    """A pairs table where the stem is a noisy linear function of the raw values."""
+    rng = np.random.default_rng(seed)
+    features = ["lowLevel.a.mean", "lowLevel.b.mean", "lowLevel.c.mean"]
+    rows = []
+    for m in range(n_multitracks):
+        for k in range(pairs_per_multitrack):
+            pair = f"mt{m:02d}-p{k}"
+            raw = rng.uniform(1.0, 2.0, size=len(features))
+            stem = 0.8 * raw + 0.1 + rng.normal(0, 0.01, size=len(features))
+            for role, values in (("raw", raw), ("stem", stem)):
+                row = {"multitrack": f"mt{m:02d}", "instrument": "bass", "role": role, "pair": pair,
+                       "split": None}
+                row.update(dict(zip(features, values)))
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    if not with_split:
+        df = df.drop(columns="split")
+    return df
+
+
+@pytest.fixture(scope="module")
+def paper_runs():
+    """The paper preset on the four reference groups, run twice (for determinism)."""
+    runs = {}
+    for group in GROUPS:
+        df = reference_pairs(group)
+        features = feature_columns(df)
+        runs[group] = [run_regression(df, features, group, preset="paper", outliers="none", n_jobs=2)
+                       for _ in range(2)]
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper preset on the reference data
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_paper_preset_gives_finite_metrics(paper_runs, group):
+    result = paper_runs[group][0]
+    df = reference_pairs(group)
+    assert result.split_source == "stored"
+    assert set(result.test_pairs) == set(df.loc[df.split == "test", "pair"])
+    assert result.removed_outlier_pairs == []
+    assert set(result.models) == set(MODEL_NAMES)
+    for name, model in result.models.items():
+        metrics = model.metrics
+        assert list(metrics.index) == result.features
+        nonzero = metrics["n_zero_targets"] == 0
+        assert np.isfinite(metrics.loc[nonzero, ["mape", "mae"]].to_numpy()).all(), name
+        assert len(model.predictions) == len(result.test_pairs) * len(result.features)
+    assert result.ensemble.models, "some feature should be predictable within mape 0.5"
+    assert result.best_estimator is not None
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_paper_preset_is_deterministic(paper_runs, group):
+    first, second = paper_runs[group]
+    for name in ("lr", "svr", "knn", "pls", "rf"):  # rf is seeded, so it is deterministic too
+        pd.testing.assert_frame_equal(first.models[name].metrics, second.models[name].metrics)
+        pd.testing.assert_frame_equal(first.models[name].predictions, second.models[name].predictions)
+    assert first.ensemble.models == second.ensemble.models
+
+
+def test_paper_hyperparameters_are_the_table(paper_runs):
+    keys = paper_runs["keys"][0].models
+    assert keys["svr"].hyperparameters == {"kernel": "sigmoid", "C": 32768.0, "gamma": 1.25e-4, "epsilon": 0.299}
+    assert keys["rf"].hyperparameters["n_estimators"] == 2000
+    assert keys["knn"].hyperparameters["n_neighbors"] == 5
+    assert keys["pls"].hyperparameters == {"n_components": 4}
+    assert keys["svr"].cv is None
+    estimator = keys["svr"].estimator
+    assert estimator.estimator.C == 32768.0 and estimator.estimator.kernel == "sigmoid"
+
+
+def test_paper_preset_rejects_unknown_group():
+    df = reference_pairs("bass")
+    with pytest.raises(ValueError, match="paper.*drums"):
+        run_regression(df, feature_columns(df), "drums", preset="paper")
+
+
+# ---------------------------------------------------------------------------------------------
+# The tuned preset
+
+
+def test_tuned_preset_with_default_grids(tmp_path):
+    df = reference_pairs("bass")
+    result = run_regression(df, feature_columns(df), "bass", preset="tuned", n_jobs=2)
+    assert result.removed_outlier_pairs, "3sigma should remove some training pairs here"
+    assert not set(result.removed_outlier_pairs) & set(result.train_pairs)
+    for name, model in result.models.items():
+        nonzero = model.metrics["n_zero_targets"] == 0
+        assert np.isfinite(model.metrics.loc[nonzero, ["mape", "mae"]].to_numpy()).all(), name
+        assert model.cv["cv"] == "GroupKFold" and model.cv["n_splits"] == 5
+        assert np.isfinite(model.cv["best_mape"])
+    # Hyperparameters and CV records are plain JSON.
+    import json
+
+    json.dumps(result.parameters())
+    json.dumps({n: m.cv for n, m in result.models.items()})
+
+
+def test_tuned_preset_with_small_grids_and_grouped_split():
+    df = reference_pairs("vocal").drop(columns="split")
+    # Five pairs per made-up multitrack, so the grouped split has something to hold together.
+    df["multitrack"] = df["pair"].str.slice(-3).astype(int).floordiv(5).map(lambda i: f"mt{i}")
+    result = run_regression(df, None, "vocal", preset="tuned", grids=SMALL_GRIDS, seed=3)
+    assert result.split_source == "grouped-shuffle"
+    mt = df.drop_duplicates("pair").set_index("pair")["multitrack"]
+    assert not set(mt[result.train_pairs]) & set(mt[result.test_pairs])
+    for model in result.models.values():
+        assert np.isfinite(model.metrics[["mape", "mae"]].to_numpy()).all()
+    assert result.models["knn"].hyperparameters["n_neighbors"] in (5, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The ensemble search ("Table 7")
+
+
+def test_ensemble_picks_the_dominating_single_model():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(1, 2, size=(20, 3))
+    predictions = {
+        "good": y * 1.01,
+        "bad": y * 1.30,
+        "worse": y * 0.60,
+    }
+    result = search_ensemble(predictions, y, ["a", "b", "c"], threshold=0.5)
+    assert result.models == ("good",)
+    assert result.a_mape == pytest.approx(0.01)
+    assert result.kept_features == ["a", "b", "c"]
+    assert len(result.candidates) == 3 + 3 + 1  # singles, pairs, the triple
+
+
+def test_ensemble_averages_models_with_opposite_errors():
+    y = np.linspace(1, 2, 30).reshape(10, 3)
+    predictions = {"high": y * 1.2, "low": y * 0.8, "meh": y * 1.25}
+    result = search_ensemble(predictions, y, ["a", "b", "c"])
+    assert result.models == ("high", "low")
+    assert result.is_average
+    assert result.a_mape == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ensemble_drops_badly_predicted_and_zero_features():
+    y = np.ones((8, 3))
+    y[0, 2] = 0.0  # a zero target: mape inf, so feature c is dropped
+    predictions = {"m1": np.column_stack([y[:, 0] * 1.1, y[:, 1] * 3.0, y[:, 2]]),
+                   "m2": np.column_stack([y[:, 0] * 1.2, y[:, 1] * 2.0, y[:, 2]])}
+    result = search_ensemble(predictions, y, ["a", "b", "c"], threshold=0.5)
+    assert result.kept_features == ["a"]
+    assert result.dropped_features == ["b", "c"]
+    assert result.models == ("m1",)
+    assert result.best_mape_per_feature["c"] == np.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics, splits, outliers
+
+
+def test_zero_target_gives_inf_mape_and_is_counted():
+    y_true = np.array([[1.0, 0.0], [2.0, 0.0], [4.0, 1.0]])
+    y_pred = np.array([[1.5, 0.1], [2.0, 0.0], [3.0, 1.0]])
+    metrics = regression_metrics(y_true, y_pred, ["a", "b"])
+    assert metrics.loc["a", "mape"] == pytest.approx((0.5 + 0 + 0.25) / 3)
+    assert metrics.loc["a", "mae"] == pytest.approx(0.5)
+    assert metrics.loc["b", "mape"] == np.inf
+    assert metrics.loc["b", "n_zero_targets"] == 2
+    assert metrics.loc["b", "mae"] == pytest.approx(0.1 / 3)
+
+
+def test_zero_target_in_a_run_does_not_crash():
+    df = reference_pairs("bass")
+    feature = "lowLevel.scvalleys.max.0"
+    test_pair = df.loc[df.split == "test", "pair"].iloc[0]
+    df.loc[(df.pair == test_pair) & (df.role == "stem"), feature] = 0.0
+    result = run_regression(df, None, "bass", preset="paper", outliers="none")
+    for model in result.models.values():
+        assert model.metrics.loc[feature, "mape"] == np.inf
+        assert model.metrics.loc[feature, "n_zero_targets"] == 1
+    assert feature in result.ensemble.dropped_features
+    assert any("zero target" in w for w in result.warnings)
+
+
+def test_seeded_split_holds_out_whole_multitracks():
+    df = synthetic_pairs(n_multitracks=30, pairs_per_multitrack=2)
+    data = pairs_to_xy(df, None)
+    train, test, source = split_train_test(data.multitracks, data.split, 0.1, seed=7)
+    assert source == "grouped-shuffle"
+    assert len(test) == 6  # 3 of 30 multitracks, two pairs each
+    assert not set(data.multitracks[train]) & set(data.multitracks[test])
+    again = split_train_test(data.multitracks, data.split, 0.1, seed=7)
+    assert np.array_equal(train, again[0]) and np.array_equal(test, again[1])
+
+
+def test_outliers_are_found_on_training_statistics():
+    rng = np.random.default_rng(1)
+    X = rng.normal(0, 1, size=(200, 2)).clip(-2.5, 2.5)
+    Y = rng.normal(0, 1, size=(200, 2)).clip(-2.5, 2.5)
+    X[5, 1] = 50.0  # input outlier
+    Y[9, 0] = -50.0  # target outlier
+    assert np.flatnonzero(find_outliers(X, Y)).tolist() == [5, 9]
+
+
+def test_pairs_to_xy_aligns_raw_and_stem_by_pair():
+    df = synthetic_pairs(n_multitracks=5, pairs_per_multitrack=2, with_split=True)
+    shuffled = df.sample(frac=1.0, random_state=0)
+    data = pairs_to_xy(shuffled, ["lowLevel.b.mean", "lowLevel.a.mean"])
+    assert list(data.pairs) == sorted(df.pair.unique())
+    first = df[df.pair == data.pairs[0]].set_index("role")
+    assert data.X[0].tolist() == [first.loc["raw", "lowLevel.b.mean"], first.loc["raw", "lowLevel.a.mean"]]
+    assert data.Y[0].tolist() == [first.loc["stem", "lowLevel.b.mean"], first.loc["stem", "lowLevel.a.mean"]]
+    assert all(s is None for s in data.split)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: each a clear ValueError
+
+
+def test_fewer_than_ten_pairs_is_an_error():
+    df = synthetic_pairs(n_multitracks=9, pairs_per_multitrack=1)
+    with pytest.raises(ValueError, match="only 9 complete pair"):
+        run_regression(df, None, "bass", preset="paper")
+
+
+def test_constant_target_feature_is_an_error():
+    df = reference_pairs("guitar")
+    df.loc[df.role == "stem", "lowLevel.scvalleys.max.0"] = -9.0
+    with pytest.raises(ValueError, match="constant.*lowLevel.scvalleys.max.0"):
+        run_regression(df, None, "guitar", preset="paper", outliers="none")
+
+
+def test_pair_missing_a_feature_value_is_an_error():
+    df = reference_pairs("keys")
+    df.loc[3, "lowLevel.barkbands.max.5"] = np.nan
+    with pytest.raises(ValueError, match="missing \\(NaN\\).*lowLevel.barkbands.max.5"):
+        pairs_to_xy(df, feature_columns(df))
+
+
+def test_missing_feature_column_is_an_error():
+    df = reference_pairs("keys")
+    with pytest.raises(ValueError, match="lacks 1 feature column.*no.such.feature"):
+        pairs_to_xy(df, ["no.such.feature", "lowLevel.barkbands.max.5"])
+
+
+def test_pair_missing_a_side_is_an_error():
+    df = reference_pairs("vocal")
+    lonely = df.loc[(df.role == "stem")].index[4]
+    pair = df.loc[lonely, "pair"]
+    with pytest.raises(ValueError, match=f"exactly one raw and one stem.*{pair} \\(raw=1, stem=0\\)"):
+        pairs_to_xy(df.drop(index=lonely), None)
+
+
+def test_unknown_preset_and_outlier_rule_are_errors():
+    df = synthetic_pairs()
+    with pytest.raises(ValueError, match="unknown preset"):
+        run_regression(df, None, "bass", preset="fancy")
+    with pytest.raises(ValueError, match="unknown outlier rule"):
+        run_regression(df, None, "bass", outliers="5sigma")
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction and persistence
+
+
+def test_save_load_round_trip_gives_identical_predictions(paper_runs, tmp_path):
+    result = paper_runs["keys"][0]
+    df = reference_pairs("keys")
+    data = pairs_to_xy(df, result.features)
+    estimators = {name: m.estimator for name, m in result.models.items()}
+    estimators["average"] = AveragingRegressor.from_fitted(list(estimators.items())[:3])
+    for name, estimator in estimators.items():
+        path = save_model(estimator, tmp_path / f"{name}.skops")
+        loaded = load_model(path)
+        np.testing.assert_array_equal(loaded.predict(data.X), estimator.predict(data.X), err_msg=name)
+        np.testing.assert_array_equal(predict_stem(loaded, data.X[0]), predict_stem(estimator, data.X[0]))
+
+
+def test_tuned_estimator_round_trip(tmp_path):
+    df = reference_pairs("bass")
+    result = run_regression(df, None, "bass", preset="tuned", grids=SMALL_GRIDS)
+    data = pairs_to_xy(df, result.features)
+    for name, model in result.models.items():
+        loaded = load_model(save_model(model.estimator, tmp_path / f"{name}.skops"))
+        np.testing.assert_array_equal(loaded.predict(data.X), model.estimator.predict(data.X), err_msg=name)
+
+
+class NotAModel:
+    """A type that no stemstore model contains."""
+
+
+def test_load_refuses_unexpected_types(tmp_path):
+    path = save_model(AveragingRegressor.from_fitted([("x", NotAModel())]), tmp_path / "odd.skops")
+    with pytest.raises(ValueError, match="refusing to load.*NotAModel"):
+        load_model(path)
+
+
+def test_predict_stem_for_one_raw_recording(paper_runs):
+    result = paper_runs["vocal"][0]
+    model = result.best_estimator
+    df = reference_pairs("vocal")
+    raw_row = df[(df.role == "raw") & (df.pair == result.test_pairs[0])].iloc[0]
+    from_series = predict_stem(model, raw_row, features=result.features)
+    from_list = predict_stem(model, raw_row[result.features].to_numpy(dtype=float))
+    assert from_series.shape == (len(result.features),)
+    np.testing.assert_array_equal(from_series, from_list)
+    preds = result.models[result.ensemble.models[0]].predictions
+    if len(result.ensemble.models) == 1:
+        expected = preds[preds.pair == result.test_pairs[0]].set_index("feature")["predicted"]
+        np.testing.assert_allclose(from_list, expected[result.features].to_numpy())
+    with pytest.raises(ValueError, match="expects 4 raw feature values"):
+        predict_stem(model, [1.0, 2.0])
+
+
+def test_averaging_regressor_follows_sklearn_conventions():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import KNeighborsRegressor
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    averaging = AveragingRegressor([("lr", LinearRegression()), ("knn", KNeighborsRegressor(3))]).fit(X, Y)
+    expected = (LinearRegression().fit(X, Y).predict(X) + KNeighborsRegressor(3).fit(X, Y).predict(X)) / 2
+    np.testing.assert_allclose(averaging.predict(X), expected)
+    assert averaging.get_params()["estimators"][0][0] == "lr"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 4
+
+
+def test_pca_plot_writes_a_png(tmp_path):
+    df = reference_pairs("guitar")
+    features = feature_columns(df)
+    fig = plot_pca(df[df.role == "raw"], df[df.role == "stem"], features, path=tmp_path / "fig4.png")
+    try:
+        png = (tmp_path / "fig4.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 1000
+        assert "% of variance" in fig.axes[0].get_xlabel()
+    finally:
+        plt.close(fig)
