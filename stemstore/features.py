@@ -108,8 +108,12 @@ def pool_statistics(values: np.ndarray) -> np.ndarray:
     stats[_STAT_ROW["mean"]] = mean
     stats[_STAT_ROW["var"]] = m2
     stats[_STAT_ROW["stdev"]] = np.sqrt(m2)
-    stats[_STAT_ROW["skew"]] = np.where(has_spread, m3 / safe_m2 ** 1.5, 0.0)
-    stats[_STAT_ROW["kurt"]] = np.where(has_spread, m4 / (safe_m2 * safe_m2) - 3.0, -3.0)
+    # A constant column has skew 0 and kurt -3 (Essentia); a column holding NaN stays NaN.
+    undefined = np.isnan(m2)
+    stats[_STAT_ROW["skew"]] = np.where(has_spread, m3 / safe_m2 ** 1.5, np.where(undefined, np.nan, 0.0))
+    stats[_STAT_ROW["kurt"]] = np.where(
+        has_spread, m4 / (safe_m2 * safe_m2) - 3.0, np.where(undefined, np.nan, -3.0)
+    )
 
     for order, mean_row, var_row in ((1, "dmean", "dvar"), (2, "dmean2", "dvar2")):
         if n_frames > order:
@@ -249,8 +253,8 @@ def _direct(algorithm):
 class FeatureExtractor:
     """Computes the catalog for segments; build once, call :meth:`extract` per segment.
 
-    The Essentia algorithm instances are created here and reused for every segment (stateful
-    ones, Flux and the noise generator, are reset at the start of each segment).
+    The Essentia algorithm instances are created here and reused for every segment; all of
+    them are reset at the start of each segment.
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE):
@@ -260,6 +264,9 @@ class FeatureExtractor:
         self.names = feature_names()
         self._pooled_layout, self._scalar_layout = _catalog_layout()
         self._build_algorithms()
+        self._algorithms = [
+            value for value in vars(self).values() if hasattr(value, "reset") and hasattr(value, "__compute__")
+        ] + list(self.energy_bands)
 
     # -- construction --------------------------------------------------------------------------
 
@@ -412,7 +419,6 @@ class FeatureExtractor:
         inharmonicity, tristimulus_algo = _direct(self.inharmonicity), _direct(self.tristimulus)
         odd_to_even = _direct(self.odd_to_even)
 
-        self.flux.reset()  # Flux compares with the previous frame: start fresh for each segment
         for i, frame in enumerate(frames):
             row = scalars[i]
             row[0:3] = silence_rate(frame)
@@ -589,7 +595,11 @@ class FeatureExtractor:
             raise ValueError(f"expected a mono 1-D signal, got shape {signal.shape}")
         if signal.size < LOWLEVEL_FRAME:
             raise ValueError(f"segment of {signal.size} samples is too short to analyse")
-        self.noise.reset()  # same noise in silent frames for every segment (reproducibility)
+        # Several algorithms keep state between calls (Flux, LoudnessVickers, OnsetRate, the
+        # noise generator, ...): every segment starts from freshly reset instances, so a
+        # segment's features never depend on the segment analysed before it.
+        for algorithm in self._algorithms:
+            algorithm.reset()
 
         pooled: dict[str, np.ndarray] = {}
         scalars: dict[str, float] = {}

@@ -1,0 +1,259 @@
+"""The 1812-feature catalog (METHOD.md section 3), computed with real Essentia."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import essentia
+import essentia.standard as es
+from pedalboard import Compressor, Pedalboard
+
+from stemstore.audio import preprocess
+from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
+from stemstore.features import (
+    FeatureExtractor,
+    bark_loudness_descriptors,
+    extract_features,
+    pool_statistics,
+    replace_non_finite,
+)
+
+SR = 44100
+RNG_SEED = 7
+#: Upper edges (Hz) of Essentia's 27 Bark bands (Zwicker's critical bands, BarkBands docs).
+BARK_UPPER_EDGES_HZ = [
+    50, 100, 150, 200, 300, 400, 510, 630, 770, 920, 1080, 1270, 1480, 1720, 2000, 2320, 2700,
+    3150, 3700, 4400, 5300, 6400, 7700, 9500, 12000, 15500, 20500,
+]
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return FeatureExtractor()
+
+
+def _named(extractor: FeatureExtractor, audio: np.ndarray) -> dict[str, float]:
+    return dict(zip(feature_names(), extractor.extract(audio)))
+
+
+def _sine(freq_hz: float, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def _music_like(seconds: float = 6.0) -> np.ndarray:
+    """Tones, noise bursts and clicks with changing levels: every descriptor has something."""
+    rng = np.random.default_rng(RNG_SEED)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    audio = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 660 * t)
+    audio *= 0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t)
+    for k in range(int(seconds * 2)):  # a percussive hit every 0.5 s
+        start = int(k * 0.5 * SR)
+        hit = rng.normal(0.0, 0.4, 3000) * np.exp(-np.arange(3000) / 500.0)
+        audio[start:start + 3000] += hit[: n - start]
+    return audio.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- shape and order
+
+def test_extract_returns_every_catalog_feature_in_catalog_order(extractor):
+    values = extractor.extract(_music_like(3.0))
+    assert values.shape == (1812,) and values.dtype == np.float64
+    assert extractor.names == feature_names()
+    assert list(load_catalog()["name"]) == list(feature_names())
+    assert np.isfinite(values).all()
+    # The module-level convenience gives the same numbers.
+    np.testing.assert_allclose(extract_features(_music_like(3.0)), values, rtol=1e-9, equal_nan=True)
+
+
+def test_extraction_is_deterministic_across_calls(extractor):
+    # Reused algorithm instances must not carry state from one segment into the next.
+    audio = _music_like(3.0)
+    first = extractor.extract(audio)
+    extractor.extract(_sine(1000.0, 2.0))
+    np.testing.assert_array_equal(extractor.extract(audio), first)
+    np.testing.assert_array_equal(FeatureExtractor().extract(audio), first)
+
+
+# ---------------------------------------------------------------------------- spectral sanity
+
+@pytest.mark.parametrize("freq_hz", [440.0, 1000.0, 3000.0])
+def test_sine_centroid_and_bark_band(extractor, freq_hz):
+    features = _named(extractor, _sine(freq_hz, 3.0))
+    assert features["lowLevel.spectral_centroid.mean"] == pytest.approx(freq_hz, rel=0.02)
+    assert features["lowLevel.pitch.median"] == pytest.approx(freq_hz, rel=0.01)
+
+    band_means = [features[f"lowLevel.barkbands.mean.{k}"] for k in range(27)]
+    expected_band = int(np.searchsorted(BARK_UPPER_EDGES_HZ, freq_hz, side="right"))
+    assert int(np.argmax(band_means)) == expected_band
+
+
+def test_spectral_centroid_and_mfcc_agree_with_direct_essentia_calls(extractor):
+    audio = np.random.default_rng(RNG_SEED).normal(0.0, 0.1, 3 * SR).astype(np.float32)
+    audio = es.LowPass(cutoffFrequency=4000)(audio)  # a non-flat spectrum
+    window = es.Windowing(type="blackmanharris62")
+    spectrum = es.Spectrum()
+    centroid = es.Centroid(range=SR / 2)
+    mfcc = es.MFCC()
+    centroids, mfccs = [], []
+    for frame in es.FrameGenerator(audio, frameSize=2048, hopSize=1024):
+        spec = spectrum(window(frame))
+        centroids.append(centroid(spec ** 2))
+        mfccs.append(mfcc(spec)[1])
+    mfccs = np.array(mfccs)
+
+    features = _named(extractor, audio)
+    assert features["lowLevel.spectral_centroid.mean"] == pytest.approx(np.mean(centroids), rel=1e-5)
+    assert features["lowLevel.spectral_centroid.max"] == pytest.approx(np.max(centroids), rel=1e-5)
+    for k in (1, 5, 12):  # coefficient 0 is not in the catalog
+        assert features[f"lowLevel.mfcc.mean.{k}"] == pytest.approx(mfccs[:, k].mean(), rel=1e-4)
+    assert not any(name.startswith("lowLevel.mfcc.") and name.endswith(".0") for name in feature_names())
+
+
+def test_shared_descriptors_agree_with_essentias_extractor(extractor):
+    audio = _music_like(6.0)
+    pool = es.Extractor()(audio)
+    reference = es.PoolAggregator(defaultStats=list(FRAME_STATISTICS))(pool)
+    features = _named(extractor, audio)
+    for name in (
+        "lowLevel.spectral_centroid.mean", "lowLevel.spectral_flux.dmean", "lowLevel.hfc.var",
+        "lowLevel.dissonance.median", "lowLevel.pitch_salience.mean", "sfx.inharmonicity.mean",
+        "lowLevel.silence_rate_60dB.mean", "lowLevel.spectral_complexity.max",
+    ):
+        assert features[name] == pytest.approx(float(reference[name]), rel=1e-3), name
+    for name, index in (("lowLevel.barkbands.mean", 5), ("lowLevel.mfcc.stdev", 3),
+                        ("lowLevel.sccoeffs.mean", 2), ("rhythm.beats_loudness_band_ratio.mean", 1)):
+        assert features[f"{name}.{index}"] == pytest.approx(float(reference[name][index]), rel=1e-3), name
+    assert features["lowLevel.average_loudness"] == pytest.approx(pool["lowLevel.average_loudness"], rel=1e-4)
+    assert features["rhythm.first_peak_bpm.mean"] == pytest.approx(float(pool["rhythm.first_peak_bpm"][0]))
+
+
+def test_bark_loudness_formulas():
+    bands = np.zeros((2, 27))
+    bands[0, 3] = 1.0  # all loudness in band number z = 4 (index 3)
+    bands[1, :] = 1.0  # flat
+    out = bark_loudness_descriptors(bands)
+    np.testing.assert_allclose(out["lowLevel.total_loudness"], [1.0, 27.0])
+    assert out["lowLevel.specific_sharpness"][0] == pytest.approx(0.11 * 4)
+    z = np.arange(1, 28)
+    g = np.where(z < 15, 1.0, 0.066 * np.exp(0.171 * z))
+    assert out["lowLevel.specific_sharpness"][1] == pytest.approx(0.11 * np.sum(g * z) / 27)
+    np.testing.assert_allclose(out["lowLevel.specific_spread"], [0.0, (26 / 27) ** 2])
+
+
+# ---------------------------------------------------------------------------- temporal and level
+
+def _burst_in_silence(burst_seconds: float) -> np.ndarray:
+    audio = np.zeros(10 * SR, dtype=np.float32)
+    start = 3 * SR
+    audio[start:start + int(burst_seconds * SR)] = _sine(440.0, burst_seconds)
+    return audio
+
+
+def test_effective_duration_of_a_tone_burst(extractor):
+    two = _named(extractor, _burst_in_silence(2.0))["temporal.effective_duration"]
+    four = _named(extractor, _burst_in_silence(4.0))["temporal.effective_duration"]
+    # The envelope's 1.5-s release extends the time above 40 % of the maximum past the burst
+    # end by a constant; durations differ by the bursts' difference.
+    assert 2.0 <= two <= 3.5
+    assert four - two == pytest.approx(2.0, abs=0.05)
+
+
+def test_level_descriptors_rise_with_gain(extractor):
+    audio = _music_like(4.0)
+    quiet = _named(extractor, (audio * 0.25).astype(np.float32))
+    loud = _named(extractor, audio)
+    assert loud["dynamic.loudness.mean"] > quiet["dynamic.loudness.mean"]
+    assert loud["dynamic.rms.mean"] == pytest.approx(4.0 * quiet["dynamic.rms.mean"], rel=1e-3)
+    assert loud["dynamic.leq.mean"] - quiet["dynamic.leq.mean"] == pytest.approx(20 * np.log10(4), abs=0.05)
+    assert loud["lowLevel.spectral_energy.mean"] == pytest.approx(16.0 * quiet["lowLevel.spectral_energy.mean"], rel=1e-3)
+
+
+def test_compression_reduces_dynamic_range(extractor):
+    rng = np.random.default_rng(RNG_SEED)
+    n = 10 * SR
+    # Noise whose level jumps between -6 dB and -36 dB every 0.5 s: a wide dynamic range.
+    level = np.where((np.arange(n) // (SR // 2)) % 2 == 0, 0.5, 0.5 * 10 ** (-30 / 20))
+    raw = (rng.normal(0.0, 0.3, n) * level).astype(np.float32)
+    board = Pedalboard([Compressor(threshold_db=-40.0, ratio=20.0, attack_ms=1.0, release_ms=20.0)])
+    compressed = board(raw, SR).astype(np.float32)
+
+    # As in the pipeline: both loudness-normalised and equal-loudness filtered first.
+    raw_features = _named(extractor, preprocess(raw)[0])
+    compressed_features = _named(extractor, preprocess(compressed)[0])
+    assert compressed_features["dynamic.dynamic_complexity.mean"] < raw_features["dynamic.dynamic_complexity.mean"]
+    assert compressed_features["dynamic.leq.stdev"] < raw_features["dynamic.leq.stdev"]
+    assert compressed_features["dynamic.rms.stdev"] / compressed_features["dynamic.rms.mean"] < (
+        raw_features["dynamic.rms.stdev"] / raw_features["dynamic.rms.mean"]
+    )
+
+
+def test_silent_segment_still_gives_1812_values(extractor):
+    values = extractor.extract(np.zeros(3 * SR, dtype=np.float32))
+    assert values.shape == (1812,)
+    cleaned, _ = replace_non_finite(np.vstack([values, extractor.extract(_music_like(3.0))]))
+    assert np.isfinite(cleaned).all()
+
+
+# ---------------------------------------------------------------------------- pooling
+
+def _pool_aggregator(values: np.ndarray) -> dict[str, np.ndarray]:
+    pool = essentia.Pool()
+    for row in values:
+        pool.add("x", row.astype(np.float32) if values.ndim == 2 else float(row))
+    aggregated = es.PoolAggregator(defaultStats=list(FRAME_STATISTICS))(pool)
+    return {stat: np.atleast_1d(aggregated[f"x.{stat}"]) for stat in FRAME_STATISTICS}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(1).normal(size=(50, 4)),
+        np.random.default_rng(2).exponential(size=(7, 3)),
+        np.random.default_rng(3).normal(size=31),
+        np.array([[2.0, 1.0], [2.0, 5.0], [2.0, -3.0]]),  # a constant column
+        np.array([1.0, 4.0]),  # too short for a second difference
+        np.array([3.5]),  # one value
+    ],
+)
+def test_pooling_agrees_with_essentia_pool_aggregator(values):
+    ours = pool_statistics(values)
+    reference = _pool_aggregator(values)
+    for row, stat in enumerate(FRAME_STATISTICS):
+        np.testing.assert_allclose(ours[row], reference[stat], rtol=2e-4, atol=1e-5, err_msg=stat)
+
+
+def test_pooling_of_no_frames_is_nan():
+    assert np.isnan(pool_statistics(np.empty((0, 3)))).all()
+
+
+# ---------------------------------------------------------------------------- non-finite values
+
+def test_replace_non_finite_follows_the_method():
+    matrix = np.array(
+        [
+            [1.0, np.inf, np.nan, 5.0],
+            [np.nan, 2.0, np.nan, -np.inf],
+            [3.0, -np.inf, np.nan, 7.0],
+            [np.nan, 4.0, np.nan, 6.0],
+        ]
+    )
+    original = matrix.copy()
+    cleaned, n_replaced = replace_non_finite(matrix)
+
+    assert n_replaced == 9
+    assert np.isfinite(cleaned).all()
+    np.testing.assert_array_equal(matrix, original)  # the input is left alone
+    np.testing.assert_allclose(cleaned[:, 0], [1.0, 2.0, 3.0, 2.0])  # NaN -> mean of finite
+    np.testing.assert_allclose(cleaned[:, 1], [4.0, 2.0, 2.0, 4.0])  # +inf -> max, -inf -> min
+    np.testing.assert_allclose(cleaned[:, 2], 0.0)  # nothing finite -> 0
+    np.testing.assert_allclose(cleaned[:, 3], [5.0, 5.0, 7.0, 6.0])
+
+
+def test_replace_non_finite_without_anything_to_replace():
+    matrix = np.arange(6.0).reshape(2, 3)
+    cleaned, n_replaced = replace_non_finite(matrix)
+    assert n_replaced == 0
+    np.testing.assert_array_equal(cleaned, matrix)
