@@ -1,0 +1,29 @@
+# stemstore: `make demo` runs the main job, `make test` the whole suite. Both set up everything.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test postgres install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Debian's PostgreSQL server, for the tests' throwaway clusters
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+
+test: install postgres
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/stemstore demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-output stemstore.duckdb

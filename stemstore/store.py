@@ -1,0 +1,389 @@
+"""Opening a store, migrating it, and the bulk paths every pipeline stage writes through.
+
+A store is any SQLAlchemy URL: by default the DuckDB file ``stemstore.duckdb`` in the working
+directory, or a PostgreSQL database for shared and larger stores. Both get the same schema
+from the same Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import struct
+from contextlib import contextmanager
+from functools import cached_property
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.ddl.postgresql import PostgresqlImpl
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.orm import Session
+
+from . import catalog
+from .errors import StemstoreError
+from .schema import Feature, FeatureCatalog, GroupMember, Instrument, InstrumentGroup, Run, utcnow
+
+DEFAULT_DB = "stemstore.duckdb"
+ENV_DB = "STEMSTORE_DB"
+
+#: METHOD.md section 1: the reference study's instrument groups.
+DEFAULT_GROUPS: dict[str, list[str]] = {
+    "bass": ["electric bass", "synth bass"],
+    "guitar": ["clean electric guitar", "acoustic guitar", "distorted electric guitar", "banjo"],
+    "vocal": ["male singer", "female singer", "male rapper"],
+    "keys": ["piano", "synthesizer", "tack piano", "electric piano"],
+}
+
+
+class DuckDBImpl(PostgresqlImpl):
+    """Alembic's DDL for DuckDB, which speaks PostgreSQL's DDL closely enough."""
+
+    __dialect__ = "duckdb"
+
+
+def resolve_url(db: str | None = None) -> str:
+    """``--db`` wins, then ``$STEMSTORE_DB``, then ./stemstore.duckdb. A bare path is DuckDB."""
+    db = db or os.environ.get(ENV_DB) or DEFAULT_DB
+    if "://" in db:
+        return db
+    return f"duckdb:///{Path(db).expanduser().resolve()}"
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of everything a result depends on, recorded on every run."""
+    versions = {"python": platform.python_version()}
+    for dist in ("stemstore", "essentia", "numpy", "scipy", "pandas", "scikit-learn",
+                 "sqlalchemy", "duckdb", "psycopg", "pedalboard", "skops"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _migrations_config(connection: sa.Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("stemstore.migrations")))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_migrations_config()).get_current_head()
+
+
+class Store:
+    """An open store. Create with :meth:`Store.open`; use as a context manager or call close()."""
+
+    def __init__(self, engine: sa.Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, db: str | None = None, *, create: bool = False, check_schema: bool = True,
+             read_only: bool = False) -> "Store":
+        """Open the store at ``db`` (URL or DuckDB path; see :func:`resolve_url`).
+
+        ``create`` allows a new DuckDB file; otherwise a missing file is an error, so that a
+        typo never silently makes an empty store. ``check_schema`` refuses a store whose
+        schema is behind the code (run ``stemstore init`` to upgrade it). ``read_only`` opens
+        a DuckDB file read-only, so the database itself refuses writes.
+        """
+        url = resolve_url(db)
+        try:
+            sa_url = sa.engine.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise StemstoreError(f"not a database URL or path: {db!r}") from exc
+        if sa_url.get_backend_name() == "duckdb" and sa_url.database not in (None, "", ":memory:"):
+            path = Path(sa_url.database)
+            if not path.parent.is_dir():
+                raise StemstoreError(f"the store's directory does not exist: {path.parent}")
+            if not create and not path.exists():
+                raise StemstoreError(f"no store at {path}: run 'stemstore init' to create one")
+        try:
+            connect_args = {"read_only": True} if read_only and sa_url.get_backend_name() == "duckdb" else {}
+            engine = sa.create_engine(url, connect_args=connect_args)
+        except Exception as exc:  # unknown driver names and the like
+            raise StemstoreError(f"cannot use database {url}: {exc}") from exc
+        store = cls(engine, url)
+        try:
+            with engine.connect():
+                pass
+        except Exception as exc:
+            engine.dispose()
+            raise StemstoreError(_explain_connect_error(url, exc)) from exc
+        if check_schema:
+            store.check_schema()
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name  # 'duckdb' | 'postgresql'
+
+    # -- schema ----------------------------------------------------------------------------
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def check_schema(self) -> None:
+        current, head = self.schema_revision(), head_revision()
+        if current is None:
+            raise StemstoreError(f"{self.url} is not a stemstore store yet: run 'stemstore init'")
+        if current != head:
+            raise StemstoreError(
+                f"the store's schema is at revision {current}, this stemstore needs {head}: "
+                "run 'stemstore init' to upgrade it")
+
+    def upgrade(self, revision: str = "head") -> None:
+        with self.engine.begin() as conn:
+            command.upgrade(_migrations_config(conn), revision)
+
+    def downgrade(self, revision: str) -> None:
+        with self.engine.begin() as conn:
+            command.downgrade(_migrations_config(conn), revision)
+
+    def init(self) -> dict[str, int]:
+        """Upgrade to the head schema, load the package's catalog and the default groups.
+
+        Safe to run again: it only adds what is missing.
+        """
+        self.upgrade()
+        added_features = self._load_catalog()
+        added_groups = 0
+        with self.session() as s:
+            existing = set(s.scalars(sa.select(InstrumentGroup.name)))
+            for name, members in DEFAULT_GROUPS.items():
+                if name not in existing:
+                    self._set_group(s, name, members, "METHOD.md default group")
+                    added_groups += 1
+        return {"features": added_features, "groups": added_groups}
+
+    def _load_catalog(self) -> int:
+        version = catalog.catalog_version()
+        with self.session() as s:
+            if s.get(FeatureCatalog, version) is not None:
+                return 0
+            s.add(FeatureCatalog(version=version, n_features=len(catalog.feature_names())))
+            s.flush()
+            df = catalog.load_catalog()
+            s.execute(sa.insert(Feature), [
+                {"catalog_version": version, "position": int(r.position), "name": r.name,
+                 "descriptor": r.descriptor, "statistic": r.statistic,
+                 "feature_index": None if pd.isna(r.index) else int(r.index),
+                 "scope": r.scope,
+                 "frame_size": None if pd.isna(r.frame_size) else int(r.frame_size),
+                 "hop_size": None if pd.isna(r.hop_size) else int(r.hop_size),
+                 "computed_by": r.computed_by}
+                for r in df.itertuples(index=False)
+            ])
+            return len(df)
+
+    # -- sessions and plain SQL -----------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        with Session(self.engine) as s, s.begin():
+            yield s
+
+    def read_sql(self, sql: str | sa.sql.Select, params: dict | None = None) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql) if isinstance(sql, str) else sql, params or {})
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    # -- the catalog -----------------------------------------------------------------------
+    @cached_property
+    def features(self) -> pd.DataFrame:
+        """The current catalog's features: id, position, name, descriptor, statistic, ..."""
+        df = self.read_sql(
+            "SELECT id, position, name, descriptor, statistic, feature_index, scope, frame_size, "
+            "hop_size, computed_by FROM features WHERE catalog_version = :v ORDER BY position",
+            {"v": catalog.catalog_version()})
+        if df.empty:
+            raise StemstoreError("the store has no feature catalog: run 'stemstore init'")
+        return df
+
+    def feature_ids(self, names: Iterable[str]) -> np.ndarray:
+        """Feature ids for names, in the given order; unknown names are an error listing them."""
+        names = list(names)
+        lookup = dict(zip(self.features["name"], self.features["id"]))
+        unknown = [n for n in names if n not in lookup]
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+            raise StemstoreError(f"{len(unknown)} unknown feature name(s), not in the catalog: {shown}")
+        return np.array([lookup[n] for n in names], dtype=np.int64)
+
+    # -- groups ----------------------------------------------------------------------------
+    def groups(self) -> pd.DataFrame:
+        """Every group with its instruments (one row per group, members comma-separated)."""
+        df = self.read_sql(
+            "SELECT g.name AS group_name, i.name AS instrument FROM instrument_groups g "
+            "LEFT JOIN group_members m ON m.group_id = g.id "
+            "LEFT JOIN instruments i ON i.id = m.instrument_id ORDER BY g.name, i.name")
+        return (df.groupby("group_name", sort=True)["instrument"]
+                .apply(lambda s: ", ".join(x for x in s if x)).reset_index(name="instruments"))
+
+    def group_instruments(self, name: str) -> list[str]:
+        """A group's instrument labels. The group's own name counts as a label too, so data
+        imported with the group as its instrument (as the reference files are) belongs to it."""
+        if self.read_sql("SELECT 1 FROM instrument_groups WHERE name = :n", {"n": name}).empty:
+            known = ", ".join(self.groups()["group_name"]) or "none"
+            raise StemstoreError(f"unknown group {name!r} (groups: {known})")
+        df = self.read_sql("SELECT instrument FROM group_labels WHERE group_name = :n", {"n": name})
+        return sorted(set(df["instrument"]) | {name})
+
+    def set_group(self, name: str, instruments: list[str], description: str | None = None) -> None:
+        if not name.strip():
+            raise StemstoreError("a group needs a name")
+        if not instruments:
+            raise StemstoreError(f"group {name!r} needs at least one instrument")
+        with self.session() as s:
+            self._set_group(s, name, instruments, description)
+
+    def delete_group(self, name: str) -> None:
+        with self.session() as s:
+            group = s.scalar(sa.select(InstrumentGroup).where(InstrumentGroup.name == name))
+            if group is None:
+                raise StemstoreError(f"unknown group {name!r}")
+            s.execute(sa.delete(GroupMember).where(GroupMember.group_id == group.id))
+            s.delete(group)
+
+    @staticmethod
+    def _set_group(s: Session, name: str, instruments: list[str], description: str | None) -> None:
+        group = s.scalar(sa.select(InstrumentGroup).where(InstrumentGroup.name == name))
+        if group is None:
+            group = InstrumentGroup(name=name, description=description)
+            s.add(group)
+            s.flush()
+        s.execute(sa.delete(GroupMember).where(GroupMember.group_id == group.id))
+        for inst_id in instrument_ids(s, instruments).values():
+            s.add(GroupMember(group_id=group.id, instrument_id=inst_id))
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, kind: str, *, group: str | None = None, params: dict | None = None,
+                  seed: int | None = None) -> int:
+        """Record a run as running, with its parameters, seed and software versions."""
+        with self.session() as s:
+            run = Run(kind=kind, status="running", group_name=group, params=params or {},
+                      seed=seed, software=software_versions(),
+                      catalog_version=catalog.catalog_version())
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, *, status: str = "done", counts: dict | None = None,
+                   message: str | None = None) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            run.status, run.finished_at = status, utcnow()
+            if counts is not None:
+                run.counts = {**(run.counts or {}), **counts}
+            if message is not None:
+                run.message = message
+
+    # -- bulk paths ------------------------------------------------------------------------
+    def bulk_insert(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
+        """Insert a DataFrame of numeric columns in one statement: an Arrow scan on DuckDB,
+        binary COPY on PostgreSQL. Runs inside the caller's transaction ``conn``."""
+        if frame.empty:
+            return
+        columns = ", ".join(frame.columns)
+        raw = conn.connection.driver_connection
+        if self.dialect == "duckdb":
+            raw.register("_stemstore_bulk", frame)
+            try:
+                raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_bulk")
+            finally:
+                raw.unregister("_stemstore_bulk")
+        else:
+            with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_pg_binary_copy(frame))
+
+    def read_long_values(self, conn: sa.Connection, segment_sql: str, params: dict,
+                         feature_ids: np.ndarray | None = None) -> pd.DataFrame:
+        """(segment_id, feature_id, value) of the segments ``segment_sql`` selects, fast.
+
+        ``segment_sql`` is a SELECT of segment ids; it is inlined with its parameters bound.
+        """
+        where = f"segment_id IN ({segment_sql})"
+        if feature_ids is not None:
+            where += " AND feature_id IN (" + ",".join(str(int(i)) for i in feature_ids) + ")"
+        sql = f"SELECT segment_id, feature_id, value FROM feature_values WHERE {where}"
+        compiled = str(sa.text(sql).bindparams(**params).compile(
+            dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        raw = conn.connection.driver_connection
+        if self.dialect == "duckdb":
+            return raw.execute(compiled).df()
+        buffer = bytearray()
+        with raw.cursor().copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)") as copy:
+            for chunk in copy:
+                buffer += chunk
+        return _parse_pg_binary_copy(bytes(buffer), ["segment_id", "feature_id", "value"],
+                                     [">i8", ">i8", ">f8"])
+
+
+def instrument_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
+    """Ids of instrument labels, creating the labels that are new."""
+    names = list(dict.fromkeys(n.strip() for n in names))
+    found = dict(s.execute(sa.select(Instrument.name, Instrument.id).where(Instrument.name.in_(names))).all())
+    for name in names:
+        if name not in found:
+            inst = Instrument(name=name)
+            s.add(inst)
+            s.flush()
+            found[name] = inst.id
+    return found
+
+
+_PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_PG_TYPES = {"i": (">i8", 8), "u": (">i8", 8), "f": (">f8", 8), "b": (">i1", 1)}
+
+
+def _pg_binary_copy(frame: pd.DataFrame) -> bytes:
+    """PostgreSQL's binary COPY format for a frame of int/float/bool columns, built with numpy
+    in one pass (no per-row Python)."""
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for i, col in enumerate(frame.columns):
+        dtype, _size = _PG_TYPES[frame[col].dtype.kind]
+        fields += [(f"len{i}", ">i4"), (f"v{i}", dtype)]
+    rows = np.empty(len(frame), dtype=fields)
+    rows["n"] = len(frame.columns)
+    for i, col in enumerate(frame.columns):
+        rows[f"len{i}"] = _PG_TYPES[frame[col].dtype.kind][1]
+        rows[f"v{i}"] = frame[col].to_numpy()
+    return _PG_HEADER + rows.tobytes() + struct.pack(">h", -1)
+
+
+def _parse_pg_binary_copy(data: bytes, names: list[str], dtypes: list[str]) -> pd.DataFrame:
+    """Parse binary COPY output of fixed-width, non-NULL columns with numpy."""
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for name, dtype in zip(names, dtypes):
+        fields += [(f"len_{name}", ">i4"), (name, dtype)]
+    body = data[len(_PG_HEADER):-2]
+    rows = np.frombuffer(body, dtype=fields)
+    return pd.DataFrame({name: rows[name].astype(dtype.replace(">", "<")) for name, dtype in zip(names, dtypes)})
+
+
+def _explain_connect_error(url: str, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "lock" in text.lower():
+        return (f"the store {url} is in use by another process that is writing to it; "
+                f"wait for it to finish ({text})")
+    return f"cannot open the store {url}: {text}"

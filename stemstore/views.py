@@ -1,0 +1,34 @@
+"""SQL views: each is one file in ``queries/`` (shipped in the package as stemstore.queries),
+a plain SELECT a reader can run by hand. Migrations create and drop them with these helpers."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+
+def view_sql(name: str) -> str:
+    """The SELECT of the view ``name`` (the file queries/<name>.sql)."""
+    return resources.files("stemstore.queries").joinpath(f"{name}.sql").read_text()
+
+
+def report_order(name: str) -> list[str]:
+    """The columns a report sorts by: the file's ``-- report order: a, b`` line."""
+    for line in view_sql(name).splitlines():
+        if line.lower().startswith("-- report order:"):
+            return [c.strip() for c in line.split(":", 1)[1].split(",") if c.strip()]
+    return []
+
+
+def view_names() -> list[str]:
+    return sorted(p.name[:-4] for p in resources.files("stemstore.queries").iterdir()
+                  if p.name.endswith(".sql"))
+
+
+def create_view(op, name: str) -> None:
+    """For a migration: (re)create view ``name`` from its file as the file is now."""
+    op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.execute(f"CREATE VIEW {name} AS\n{view_sql(name)}")
+
+
+def drop_view(op, name: str) -> None:
+    op.execute(f"DROP VIEW IF EXISTS {name}")

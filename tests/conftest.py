@@ -1,0 +1,42 @@
+"""Fixtures: every store test runs on a DuckDB file and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stemstore.store import Store
+
+from .pgcluster import PostgresCluster
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # beside the checkout, here and in CI
+REFERENCE = SHARED / "data" / "aes143-reference"
+MEDLEYDB_METADATA = SHARED / "data" / "medleydb-metadata"
+GROUPS = ["bass", "guitar", "vocal", "keys"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A URL of a new, empty database on each backend."""
+    if request.param == "duckdb":
+        return str(tmp_path / "store.duckdb")
+    cluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def store(db_url) -> Store:
+    """An initialised store (head schema, catalog, default groups) on each backend."""
+    s = Store.open(db_url, create=True, check_schema=False)
+    s.init()
+    yield s
+    s.close()

@@ -1,0 +1,157 @@
+"""The store on both backends: schema, groups, import/export of the reference data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stemstore import exchange
+from stemstore.errors import StemstoreError
+from stemstore.store import DEFAULT_GROUPS, Store
+
+from .conftest import GROUPS, REFERENCE
+
+
+def count(store: Store, table: str) -> int:
+    return int(store.read_sql(f"SELECT COUNT(*) AS n FROM {table}")["n"][0])
+
+
+def test_init_creates_catalog_and_default_groups(store):
+    assert count(store, "features") == 1812
+    groups = store.groups().set_index("group_name")["instruments"]
+    for name, members in DEFAULT_GROUPS.items():
+        assert sorted(groups[name].split(", ")) == sorted(members)
+    again = store.init()  # idempotent
+    assert again == {"features": 0, "groups": 0}
+    assert count(store, "features") == 1812
+
+
+def test_groups_set_and_delete(store):
+    store.set_group("my-guitars", ["acoustic guitar", "banjo"])
+    assert store.group_instruments("my-guitars") == ["acoustic guitar", "banjo", "my-guitars"]
+    store.set_group("my-guitars", ["banjo"])
+    assert "acoustic guitar" not in store.group_instruments("my-guitars")
+    store.delete_group("my-guitars")
+    with pytest.raises(StemstoreError, match="unknown group 'my-guitars'"):
+        store.group_instruments("my-guitars")
+    with pytest.raises(StemstoreError, match="unknown group"):
+        store.delete_group("nope")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
+    source = REFERENCE / f"{group}-pairs.csv"
+    summary = exchange.import_features(store, source)
+    original = pd.read_csv(source, dtype={"pair": str})
+    assert summary.new_segments == len(original)
+    for suffix in (".csv", ".parquet"):
+        out = tmp_path / f"{group}{suffix}"
+        exchange.export_features(store, out, group=group)
+        back = pd.read_csv(out, dtype={"pair": str}) if suffix == ".csv" else pd.read_parquet(out)
+        key = ["multitrack", "role"]
+        a = original.sort_values(key).reset_index(drop=True)
+        b = back.sort_values(key).reset_index(drop=True)[list(original.columns)]
+        pd.testing.assert_frame_equal(a[["multitrack", "instrument", "role", "pair", "split"]],
+                                      b[["multitrack", "instrument", "role", "pair", "split"]],
+                                      check_dtype=False)
+        features = [c for c in original.columns if c not in exchange.META_COLUMNS]
+        # bit-exact: compare the float64 bit patterns
+        assert np.array_equal(a[features].to_numpy().view(np.int64), b[features].to_numpy().view(np.int64))
+        # and the export imports back as "nothing new"
+        again = exchange.import_features(store, out)
+        assert again.new_segments == 0 and again.values_added == 0
+
+
+def test_second_import_changes_nothing(store):
+    source = REFERENCE / "bass-pairs.csv"
+    exchange.import_features(store, source)
+    before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "runs")}
+    summary = exchange.import_features(store, source)
+    assert summary.new_segments == 0 and summary.values_added == 0
+    assert "nothing new" in summary.describe()
+    assert {t: count(store, t) for t in before} == before
+
+
+def test_feature_matrix_is_wide_with_labels(store):
+    exchange.import_features(store, REFERENCE / "vocal-pairs.csv")
+    m = store_matrix = exchange.feature_matrix(store, group="vocal")
+    assert list(m.columns[:5]) == exchange.META_COLUMNS
+    assert len(m) == 118 and store_matrix.shape[1] == 5 + 4
+    assert set(m["role"]) == {"raw", "stem"}
+    assert m.iloc[:, 5:].notna().all().all()
+
+
+def _write(tmp_path, text: str, name="bad.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ("multitrack,instrument,lowLevel.hfc.mean\nA,bass,1\n", "missing required column"),
+    ("multitrack,instrument,role,nosuch.feature\nA,bass,raw,1\n", "unknown feature name.*nosuch.feature"),
+    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,abc\n", "line 2, column lowLevel.hfc.mean: 'abc' is not a number"),
+    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,\n", "line 2, column lowLevel.hfc.mean: empty value"),
+    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,mix,1\n", "line 2: role 'mix' is neither"),
+    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,1\nA,bass,raw,2\n", "line 3: repeats the segment"),
+    ("multitrack,instrument,role,split,lowLevel.hfc.mean\nA,bass,raw,dev,1\n", "split 'dev'"),
+])
+def test_bad_files_change_nothing(store, tmp_path, content, message):
+    exchange.import_features(store, REFERENCE / "bass-pairs.csv")
+    before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "tracks")}
+    with pytest.raises(StemstoreError, match=message):
+        exchange.import_features(store, _write(tmp_path, content))
+    assert {t: count(store, t) for t in before} == before
+
+
+def test_conflicting_reimport_is_refused_and_changes_nothing(store, tmp_path):
+    source = REFERENCE / "keys-pairs.csv"
+    exchange.import_features(store, source)
+    df = pd.read_csv(source, dtype=str, keep_default_na=False)
+    df.loc[3, df.columns[-1]] = "12345.5"
+    changed = tmp_path / "changed.csv"
+    df.to_csv(changed, index=False)
+    before = count(store, "feature_values")
+    with pytest.raises(StemstoreError, match="already stored with a different"):
+        exchange.import_features(store, changed)
+    assert count(store, "feature_values") == before
+
+
+def test_failed_import_rolls_back_new_rows(store, tmp_path):
+    """A file that fails after rows were created (conflict found late) leaves no trace."""
+    exchange.import_features(store, REFERENCE / "bass-pairs.csv")
+    df = pd.read_csv(REFERENCE / "bass-pairs.csv", dtype=str, keep_default_na=False)
+    extra = df.iloc[:2].copy()
+    extra["multitrack"] = extra["pair"] = "brand-new"
+    df.loc[0, "lowLevel.scvalleys.max.0"] = "0.5"  # conflicts with the stored value
+    path = tmp_path / "mixed.csv"
+    pd.concat([extra, df]).to_csv(path, index=False)
+    with pytest.raises(StemstoreError, match="different"):
+        exchange.import_features(store, path)
+    assert store.read_sql("SELECT * FROM multitracks WHERE name = 'brand-new'").empty
+
+
+def test_parquet_import(store, tmp_path):
+    df = pd.read_csv(REFERENCE / "guitar-pairs.csv", dtype={"pair": str})
+    path = tmp_path / "g.parquet"
+    df.to_parquet(path)
+    summary = exchange.import_features(store, path)
+    assert summary.new_segments == len(df) and summary.features == 6
+
+
+def test_schema_behind_is_refused(db_url):
+    s = Store.open(db_url, create=True, check_schema=False)
+    s.upgrade("0001")
+    with pytest.raises(StemstoreError, match="run 'stemstore init' to upgrade"):
+        Store.open(db_url)
+    s.init()
+    Store.open(db_url).close()
+    s.close()
+
+
+def test_missing_directory_and_missing_store(tmp_path):
+    with pytest.raises(StemstoreError, match="directory does not exist"):
+        Store.open(str(tmp_path / "no" / "such" / "x.duckdb"), create=True)
+    with pytest.raises(StemstoreError, match="no store at .*run 'stemstore init'"):
+        Store.open(str(tmp_path / "absent.duckdb"))
