@@ -552,6 +552,21 @@ class EnsembleResult:
     def is_average(self) -> bool:
         return len(self.models) > 1
 
+    def to_dict(self) -> dict[str, Any]:
+        """The choice and every candidate's a-mape as plain JSON-able types (inf stays a float)."""
+        return {
+            "kept_features": list(self.kept_features),
+            "dropped_features": list(self.dropped_features),
+            "models": list(self.models),
+            "a_mape": self.a_mape,
+            "threshold": self.threshold,
+            "best_mape_per_feature": dict(self.best_mape_per_feature),
+            "candidates": [
+                {"models": list(row.models), "a_mape": float(row.a_mape)}
+                for row in self.candidates.itertuples(index=False)
+            ],
+        }
+
 
 def search_ensemble(
     predictions: Mapping[str, np.ndarray],
