@@ -26,6 +26,8 @@ How the catalog's descriptors are computed
 * ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
   intervals, BeatsLoudness at its beats, OnsetRate, as the Extractor's RhythmDescriptors.
   Single BPM-histogram values are pooled like any other (a one-value pool).
+* ``rhythm.onset_rate``: Essentia's standard-mode OnsetRate. (The Extractor runs the streaming
+  OnsetRate, which can count one more onset at the very end of the signal.)
 * ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
   release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
   pitch curve.
@@ -239,6 +241,27 @@ def _catalog_layout() -> tuple[dict[str, _PooledLayout], dict[str, int]]:
 # The extractor
 # --------------------------------------------------------------------------------------------
 
+#: The one-value-per-frame descriptors of the 2048/1024 frames: the columns of one
+#: (frames x descriptors) table, filled frame by frame.
+_LOWLEVEL_SCALARS = (
+    "lowLevel.silence_rate_20dB", "lowLevel.silence_rate_30dB", "lowLevel.silence_rate_60dB",
+    "lowLevel.zerocrossingrate", "lowLevel.spectral_energy",
+    "lowLevel.spectral_energyband_low", "lowLevel.spectral_energyband_middle_low",
+    "lowLevel.spectral_energyband_middle_high", "lowLevel.spectral_energyband_high",
+    "lowLevel.hfc", "lowLevel.spectral_rms", "lowLevel.spectral_flux",
+    "lowLevel.spectral_rolloff", "lowLevel.spectral_strongpeak", "lowLevel.spectral_decrease",
+    "lowLevel.spectral_complexity", "lowLevel.pitch", "lowLevel.pitch_instantaneous_confidence",
+    "lowLevel.pitch_salience", "lowLevel.spectral_crest", "lowLevel.spectral_flatness_db",
+    "lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis",
+    "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db", "lowLevel.melbands_spread",
+    "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis", "lowLevel.spectral_centroid",
+    "lowLevel.spectral_spread", "lowLevel.spectral_skewness", "lowLevel.spectral_kurtosis",
+    "lowLevel.dissonance", "lowLevel.spectral_entropy", "sfx.inharmonicity",
+    "sfx.oddtoevenharmonicenergyratio",
+)
+_LOWLEVEL_COLUMN = {name: column for column, name in enumerate(_LOWLEVEL_SCALARS)}
+
+
 def _direct(algorithm):
     """The C++ compute of an essentia.standard algorithm, without the Python wrapper.
 
@@ -374,25 +397,8 @@ class FeatureExtractor:
         """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name."""
         frames = list(self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False))
         n = len(frames)
-        # One row per frame; scalar descriptors are the columns of one table (faster than
-        # one Python list per descriptor).
-        scalar_names = (
-            "lowLevel.silence_rate_20dB", "lowLevel.silence_rate_30dB", "lowLevel.silence_rate_60dB",
-            "lowLevel.zerocrossingrate", "lowLevel.spectral_energy",
-            "lowLevel.spectral_energyband_low", "lowLevel.spectral_energyband_middle_low",
-            "lowLevel.spectral_energyband_middle_high", "lowLevel.spectral_energyband_high",
-            "lowLevel.hfc", "lowLevel.spectral_rms", "lowLevel.spectral_flux",
-            "lowLevel.spectral_rolloff", "lowLevel.spectral_strongpeak", "lowLevel.spectral_decrease",
-            "lowLevel.spectral_complexity", "lowLevel.pitch", "lowLevel.pitch_instantaneous_confidence",
-            "lowLevel.pitch_salience", "lowLevel.spectral_crest", "lowLevel.spectral_flatness_db",
-            "lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis",
-            "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db", "lowLevel.melbands_spread",
-            "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis", "lowLevel.spectral_centroid",
-            "lowLevel.spectral_spread", "lowLevel.spectral_skewness", "lowLevel.spectral_kurtosis",
-            "lowLevel.dissonance", "lowLevel.spectral_entropy", "sfx.inharmonicity",
-            "sfx.oddtoevenharmonicenergyratio",
-        )
-        scalars = np.full((n, len(scalar_names)), np.nan)
+        scalars = np.full((n, len(_LOWLEVEL_SCALARS)), np.nan)
+        col = _LOWLEVEL_COLUMN
         barkbands = np.empty((n, N_BARK_BANDS))
         mfcc = np.empty((n, 13))
         sccoeffs = np.empty((n, 6))
@@ -421,50 +427,54 @@ class FeatureExtractor:
 
         for i, frame in enumerate(frames):
             row = scalars[i]
-            row[0:3] = silence_rate(frame)
-            row[3] = zcr(frame)
-            spec = spectrum(window(frame))
+            (row[col["lowLevel.silence_rate_20dB"]], row[col["lowLevel.silence_rate_30dB"]],
+             row[col["lowLevel.silence_rate_60dB"]]) = silence_rate(frame)
+            row[col["lowLevel.zerocrossingrate"]] = zcr(frame)
+            spec = spectrum(window(frame))  # the one spectrum every spectral algorithm reads
             power = spec * spec
             mel, mfcc[i] = mfcc_algo(spec)
-            row[4] = energy(spec)
-            row[5] = band_low(spec)
-            row[6] = band_mid_low(spec)
-            row[7] = band_mid_high(spec)
-            row[8] = band_high(spec)
-            row[9] = hfc(spec)
-            row[10] = rms(spec)
-            row[11] = flux(spec)
-            row[12] = rolloff(spec)
-            row[13] = strong_peak(spec)
-            row[14] = decrease(power)
-            row[15] = complexity(spec)
+            row[col["lowLevel.spectral_energy"]] = energy(spec)
+            row[col["lowLevel.spectral_energyband_low"]] = band_low(spec)
+            row[col["lowLevel.spectral_energyband_middle_low"]] = band_mid_low(spec)
+            row[col["lowLevel.spectral_energyband_middle_high"]] = band_mid_high(spec)
+            row[col["lowLevel.spectral_energyband_high"]] = band_high(spec)
+            row[col["lowLevel.hfc"]] = hfc(spec)
+            row[col["lowLevel.spectral_rms"]] = rms(spec)
+            row[col["lowLevel.spectral_flux"]] = flux(spec)
+            row[col["lowLevel.spectral_rolloff"]] = rolloff(spec)
+            row[col["lowLevel.spectral_strongpeak"]] = strong_peak(spec)
+            row[col["lowLevel.spectral_decrease"]] = decrease(power)
+            row[col["lowLevel.spectral_complexity"]] = complexity(spec)
             pitch, confidence = pitch_yin(spec)
-            row[16] = pitch
-            row[17] = confidence
-            row[18] = salience(spec)
+            row[col["lowLevel.pitch"]] = pitch
+            row[col["lowLevel.pitch_instantaneous_confidence"]] = confidence
+            row[col["lowLevel.pitch_salience"]] = salience(spec)
             bark = bark_algo(spec)
             barkbands[i] = bark
-            row[19] = crest(bark)
-            row[20] = flatness_db(bark)
-            row[21:24] = shape(bark_moments(bark))
-            row[24] = crest(mel)
-            row[25] = flatness_db(mel)
-            row[26:29] = shape(mel_moments(mel))
-            row[29] = centroid(power)
-            row[30:33] = shape(spectrum_moments(spec))
-            row[33] = dissonance(*dissonance_peaks(spec))
-            row[34] = entropy(spec)
+            row[col["lowLevel.spectral_crest"]] = crest(bark)  # the Extractor's crest is of Bark bands
+            row[col["lowLevel.spectral_flatness_db"]] = flatness_db(bark)
+            (row[col["lowLevel.barkbands_spread"]], row[col["lowLevel.barkbands_skewness"]],
+             row[col["lowLevel.barkbands_kurtosis"]]) = shape(bark_moments(bark))
+            row[col["lowLevel.melbands_crest"]] = crest(mel)
+            row[col["lowLevel.melbands_flatness_db"]] = flatness_db(mel)
+            (row[col["lowLevel.melbands_spread"]], row[col["lowLevel.melbands_skewness"]],
+             row[col["lowLevel.melbands_kurtosis"]]) = shape(mel_moments(mel))
+            row[col["lowLevel.spectral_centroid"]] = centroid(power)
+            (row[col["lowLevel.spectral_spread"]], row[col["lowLevel.spectral_skewness"]],
+             row[col["lowLevel.spectral_kurtosis"]]) = shape(spectrum_moments(spec))
+            row[col["lowLevel.dissonance"]] = dissonance(*dissonance_peaks(spec))
+            row[col["lowLevel.spectral_entropy"]] = entropy(spec)
             sccoeffs[i], scvalleys[i] = contrast(spec)
             freqs, mags = harmonic_input_peaks(spec)
             try:
                 h_freqs, h_mags = harmonic_peaks(freqs, mags, pitch)
-                row[35] = inharmonicity(h_freqs, h_mags)
-                row[36] = odd_to_even(h_freqs, h_mags)
+                row[col["sfx.inharmonicity"]] = inharmonicity(h_freqs, h_mags)
+                row[col["sfx.oddtoevenharmonicenergyratio"]] = odd_to_even(h_freqs, h_mags)
                 tristimulus[i] = tristimulus_algo(h_freqs, h_mags)
             except RuntimeError:
                 pass  # left NaN: Essentia rejected this frame's harmonic peaks
 
-        out = {name: scalars[:, k] for k, name in enumerate(scalar_names)}
+        out = {name: scalars[:, k] for k, name in enumerate(_LOWLEVEL_SCALARS)}
         out["lowLevel.barkbands"] = barkbands
         out["lowLevel.mfcc"] = mfcc  # catalog indices 1..12 pick coefficients 1..12
         out["lowLevel.sccoeffs"] = sccoeffs
