@@ -76,8 +76,9 @@ def _migrations_config(connection: sa.Connection | None = None) -> Config:
     return cfg
 
 
-def head_revision() -> str:
-    return ScriptDirectory.from_config(_migrations_config()).get_current_head()
+def head_revisions() -> set[str]:
+    """The newest migration of each branch (normally one)."""
+    return set(ScriptDirectory.from_config(_migrations_config()).get_heads())
 
 
 class Store:
@@ -139,20 +140,24 @@ class Store:
         return self.engine.dialect.name  # 'duckdb' | 'postgresql'
 
     # -- schema ----------------------------------------------------------------------------
-    def schema_revision(self) -> str | None:
+    def schema_revisions(self) -> set[str]:
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return set(MigrationContext.configure(conn).get_current_heads())
+
+    def schema_revision(self) -> str | None:
+        """The store's schema revision(s), comma-separated; None for an empty database."""
+        return ",".join(sorted(self.schema_revisions())) or None
 
     def check_schema(self) -> None:
-        current, head = self.schema_revision(), head_revision()
-        if current is None:
+        current, heads = self.schema_revisions(), head_revisions()
+        if not current:
             raise StemstoreError(f"{self.url} is not a stemstore store yet: run 'stemstore init'")
-        if current != head:
+        if current != heads:
             raise StemstoreError(
-                f"the store's schema is at revision {current}, this stemstore needs {head}: "
-                "run 'stemstore init' to upgrade it")
+                f"the store's schema is at revision {self.schema_revision()}, this stemstore needs "
+                f"{','.join(sorted(heads))}: run 'stemstore init' to upgrade it")
 
-    def upgrade(self, revision: str = "head") -> None:
+    def upgrade(self, revision: str = "heads") -> None:
         with self.engine.begin() as conn:
             command.upgrade(_migrations_config(conn), revision)
 

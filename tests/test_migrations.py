@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 
 import stemstore.store  # noqa: F401  (registers DuckDB for Alembic)
 from stemstore.schema import Base
-from stemstore.store import Store, head_revision
+from stemstore.store import Store, head_revisions
 from stemstore.views import view_names
 
 
@@ -19,7 +19,7 @@ def tables(store: Store) -> set[str]:
 def test_upgrade_downgrade_upgrade(db_url):
     store = Store.open(db_url, create=True, check_schema=False)
     store.upgrade()
-    assert store.schema_revision() == head_revision()
+    assert store.schema_revisions() == head_revisions()
     assert set(Base.metadata.tables) <= tables(store)
     for view in view_names():
         store.read_sql(f"SELECT * FROM {view} WHERE 1 = 0")  # every view exists and runs
@@ -28,7 +28,7 @@ def test_upgrade_downgrade_upgrade(db_url):
     assert not (set(Base.metadata.tables) & tables(store))
     store.upgrade()
     store.init()
-    assert store.schema_revision() == head_revision()
+    assert store.schema_revisions() == head_revisions()
     store.close()
 
 

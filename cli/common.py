@@ -1,0 +1,65 @@
+"""What every command shares: the Typer app, common options, user-error handling.
+
+A user error (StemstoreError) prints one line ``error: ...`` on stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Optional
+
+import typer
+
+from stemstore.errors import StemstoreError
+
+from .render import Format
+
+app = typer.Typer(
+    name="stemstore",
+    help="A dataset and feature store for research on how mixing engineers turn raw "
+         "multitrack recordings into processed stems.\n\n"
+         "The store is ./stemstore.duckdb unless --db or $STEMSTORE_DB name another "
+         "(a DuckDB path or any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+groups_app = typer.Typer(help="Named instrument groups that analyses run on.", no_args_is_help=True)
+export_app = typer.Typer(help="Write stored data to files.", no_args_is_help=True)
+app.add_typer(groups_app, name="groups")
+app.add_typer(export_app, name="export")
+
+DbOption = Annotated[Optional[str], typer.Option(
+    "--db", envvar="STEMSTORE_DB", show_envvar=True,
+    help="Store: a DuckDB file path or a SQLAlchemy URL. Default ./stemstore.duckdb.")]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+GroupOption = Annotated[Optional[list[str]], typer.Option(
+    "--group", "-g", help="Instrument group (repeatable).")]
+InstrumentOption = Annotated[Optional[list[str]], typer.Option(
+    "--instrument", "-i", help="Instrument label (repeatable).")]
+
+
+def user_errors(fn):
+    """Turn StemstoreError into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StemstoreError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: nothing half-written was kept", err=True)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def open_store(db: str | None, **kwargs):
+    from stemstore.store import Store
+
+    return Store.open(db, **kwargs)
+
+
