@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 groups_app = typer.Typer(help="Named instrument groups that analyses run on.", no_args_is_help=True)
 export_app = typer.Typer(help="Write stored data to files.", no_args_is_help=True)
+plot_app = typer.Typer(help="The study's figures as PNG files.", no_args_is_help=True)
 app.add_typer(groups_app, name="groups")
 app.add_typer(export_app, name="export")
+app.add_typer(plot_app, name="plot")
 
 DbOption = Annotated[Optional[str], typer.Option(
     "--db", envvar="STEMSTORE_DB", show_envvar=True,
