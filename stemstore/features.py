@@ -301,8 +301,8 @@ class FeatureExtractor:
         self.noise = es.NoiseAdder(level=-100, fixSeed=True)
 
         # Low-level frames (Extractor: LowLevelSpectralExtractor + LowLevelSpectralEqloudExtractor).
-        self.window = es.Windowing(type="blackmanharris62")
-        self.spectrum = es.Spectrum()
+        self.window = es.Windowing(type="blackmanharris62", size=LOWLEVEL_FRAME)
+        self.spectrum = es.Spectrum(size=LOWLEVEL_FRAME)
         # SilenceRate thresholds: -20, -30, -60 dB, as db2lin(dB / 2) in the Extractor.
         self.silence_rate = es.SilenceRate(
             thresholds=[10.0 ** (db / 2.0 / 10.0) for db in (-20.0, -30.0, -60.0)]
@@ -348,7 +348,10 @@ class FeatureExtractor:
         self.tristimulus = es.Tristimulus()
         self.odd_to_even = es.OddToEvenHarmonicEnergyRatio()
 
-        # Tonal frames (Extractor: TonalExtractor, key HPCP).
+        # Tonal frames (Extractor: TonalExtractor, key HPCP). Own window and FFT: sharing the
+        # 2048-sample ones would re-plan them twice per segment.
+        self.tonal_window = es.Windowing(type="blackmanharris62", size=TONAL_FRAME)
+        self.tonal_spectrum = es.Spectrum(size=TONAL_FRAME)
         self.tonal_peaks = es.SpectralPeaks(
             orderBy="magnitude", magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000,
             maxPeaks=10000, sampleRate=sr,
@@ -386,10 +389,15 @@ class FeatureExtractor:
     def _frames(self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool):
         """Essentia FrameCutter frames, silent ones replaced by -100 dB noise."""
         is_silent, add_noise = essentia.isSilent, self.noise
+        # Essentia's isSilent decides (instant power below -100 dB); the cheap numpy check in
+        # front only spares the call for frames clearly louder than that, i.e. nearly all.
+        clearly_loud = frame_size * 1e-9
         for frame in es.FrameGenerator(
             audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
         ):
-            yield add_noise(frame) if is_silent(frame) else frame
+            if np.dot(frame, frame) < clearly_loud and is_silent(frame):
+                frame = add_noise(frame)
+            yield frame
 
     # -- per-frame descriptor groups -------------------------------------------------------------
 
@@ -485,8 +493,9 @@ class FeatureExtractor:
 
     def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
         """HPCP (36 bins) per 4096/2048 frame, with its crest and entropy."""
-        window, spectrum, peaks, hpcp_algo = self.window, self.spectrum, self.tonal_peaks, self.hpcp
-        crest, entropy = self.crest, self.entropy
+        window, spectrum = _direct(self.tonal_window), _direct(self.tonal_spectrum)
+        peaks, hpcp_algo = _direct(self.tonal_peaks), _direct(self.hpcp)
+        crest, entropy = _direct(self.crest), _direct(self.entropy)
         hpcps, crests, entropies = [], [], []
         for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
             hpcp = hpcp_algo(*peaks(spectrum(window(frame))))
@@ -505,7 +514,8 @@ class FeatureExtractor:
 
     def _dynamics(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
         """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness."""
-        larm, leq, loudness, vickers, rms = self.larm, self.leq, self.loudness, self.loudness_vickers, self.rms
+        larm, leq, loudness = _direct(self.larm), _direct(self.leq), _direct(self.loudness)
+        vickers, rms = _direct(self.loudness_vickers), _direct(self.rms)
         rows = [
             (larm(f), leq(f), loudness(f), vickers(f), rms(f))
             for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, True)
