@@ -11,6 +11,7 @@ An export imports back unchanged; values round-trip bit-exact (float64).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .errors import StemstoreError
-from .schema import Corpus, Multitrack, Segment, Track
+from .schema import Corpus, Multitrack, Segment, Track, utcnow
 from .store import Store, instrument_ids
 
 META_COLUMNS = ["multitrack", "instrument", "role", "pair", "split"]
@@ -146,7 +147,7 @@ def read_feature_file(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise StemstoreError(f"{path}: missing required column(s): {', '.join(missing)}")
-    dupes = sorted({c for c in raw.columns if list(raw.columns).count(c) > 1})
+    dupes = sorted(set(raw.columns[raw.columns.duplicated()]))
     if dupes:
         raise StemstoreError(f"{path}: column(s) appear twice: {', '.join(dupes)}")
     if raw.empty:
@@ -236,32 +237,37 @@ def import_features(store: Store, path: Path) -> ImportSummary:
             corpus = Corpus(name=IMPORT_CORPUS, format="import", root=None)
             s.add(corpus)
             s.flush()
+        # multitracks, then one track per (multitrack, role, instrument), created in bulk
         names = list(dict.fromkeys(table["multitrack"]))
-        mt_ids = dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
+        mt_ids = _ids_by_name(s, names)
         new_mts = [n for n in names if n not in mt_ids]
-        for name in new_mts:
-            mt = Multitrack(corpus_id=corpus.id, name=name, origin=f"import {path.name}")
-            s.add(mt)
-            s.flush()
-            mt_ids[name] = mt.id
+        store.bulk_insert(conn, "multitracks", pd.DataFrame({
+            "corpus_id": corpus.id, "name": new_mts, "origin": f"import {path.name}",
+            "ingested_at": utcnow()}))
+        mt_ids.update(_ids_by_name(s, new_mts))
         inst_ids = instrument_ids(s, table["instrument"])
 
-        # one track per (multitrack, role, instrument) for imported values
         wanted = table[["multitrack", "role", "instrument"]].drop_duplicates()
-        codes = "import/" + wanted["role"] + "/" + wanted["instrument"]
-        track_ids: dict[tuple, int] = {}
-        existing = s.execute(sa.select(Track.multitrack_id, Track.code, Track.id).where(
-            Track.multitrack_id.in_([mt_ids[n] for n in names]), Track.code.like("import/%"))).all()
-        by_code = {(m, c): i for m, c, i in existing}
-        for (mt, role, inst), code in zip(wanted.itertuples(index=False), codes):
-            tid = by_code.get((mt_ids[mt], code))
-            if tid is None:
-                track = Track(multitrack_id=mt_ids[mt], kind=role, code=code, instrument_id=inst_ids[inst],
-                              labels=[inst], audio_status="missing", status_reason="imported values only")
-                s.add(track)
-                s.flush()
-                tid = track.id
-            track_ids[(mt, role, inst)] = tid
+        wanted = wanted.assign(multitrack_id=wanted["multitrack"].map(mt_ids),
+                               code="import/" + wanted["role"] + "/" + wanted["instrument"])
+
+        def import_tracks() -> pd.DataFrame:
+            found = pd.DataFrame(s.execute(sa.select(Track.multitrack_id, Track.code, Track.id).where(
+                Track.multitrack_id.in_([int(i) for i in wanted["multitrack_id"].unique()]),
+                Track.code.like("import/%"))).all(), columns=["multitrack_id", "code", "track_id"])
+            return wanted.merge(found, on=["multitrack_id", "code"], how="left")
+
+        tracks = import_tracks()
+        missing = tracks[tracks["track_id"].isna()]
+        store.bulk_insert(conn, "tracks", pd.DataFrame({
+            "multitrack_id": missing["multitrack_id"].astype(np.int64), "kind": missing["role"],
+            "code": missing["code"], "instrument_id": missing["instrument"].map(inst_ids).astype(np.int64),
+            "labels": [json.dumps([i]) for i in missing["instrument"]], "audio_status": "missing",
+            "status_reason": "imported values only", "stale": False}))
+        if len(missing):
+            tracks = import_tracks()
+        track_ids = {(m, r, i): int(t) for m, r, i, t in
+                     zip(tracks["multitrack"], tracks["role"], tracks["instrument"], tracks["track_id"])}
 
         table_track = np.array([track_ids[k] for k in zip(table["multitrack"], table["role"], table["instrument"])])
         keyed = pd.DataFrame({"track_id": table_track, "pair": table["pair"].fillna("").to_numpy()})
@@ -279,13 +285,12 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         is_new = np.isnan(segment_ids)
         new_rows = table[is_new]
         if len(new_rows):
-            s.execute(sa.insert(Segment), [
-                {"track_id": int(t), "instrument_id": inst_ids[inst], "role": role, "pair": pair,
-                 "split": split, "source": "import", "status": "extracted"}
-                for t, inst, role, pair, split in zip(
-                    table_track[is_new], new_rows["instrument"], new_rows["role"],
-                    new_rows["pair"], new_rows["split"])
-            ])
+            store.bulk_insert(conn, "segments", pd.DataFrame({
+                "track_id": table_track[is_new].astype(np.int64),
+                "instrument_id": new_rows["instrument"].map(inst_ids).astype(np.int64).to_numpy(),
+                "role": new_rows["role"].to_numpy(), "pair": new_rows["pair"].to_numpy(dtype=object),
+                "split": new_rows["split"].to_numpy(dtype=object), "source": "import",
+                "status": "extracted", "stale": False, "created_at": utcnow()}))
             segment_ids = stored_segment_ids()
         segment_ids = segment_ids.astype(np.int64)
 
@@ -317,6 +322,12 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         store.finish_run(run_id, counts={"new_segments": summary.new_segments,
                                          "values_added": summary.values_added})
     return summary
+
+
+def _ids_by_name(s, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    return dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
 
 
 def _stored_values(store: Store, conn, segment_ids: np.ndarray,

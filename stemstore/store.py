@@ -305,8 +305,9 @@ class Store:
 
     # -- bulk paths ------------------------------------------------------------------------
     def bulk_insert(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
-        """Insert a DataFrame of numeric columns in one statement: an Arrow scan on DuckDB,
-        binary COPY on PostgreSQL. Runs inside the caller's transaction ``conn``."""
+        """Insert a DataFrame in one statement: an Arrow scan on DuckDB, COPY on PostgreSQL
+        (binary, built with numpy, when every column is numeric). Runs inside the caller's
+        transaction ``conn``; columns left out get their defaults (ids from sequences)."""
         if frame.empty:
             return
         columns = ", ".join(frame.columns)
@@ -317,9 +318,14 @@ class Store:
                 raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_bulk")
             finally:
                 raw.unregister("_stemstore_bulk")
-        else:
+        elif all(frame[c].dtype.kind in _PG_TYPES for c in frame.columns):
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_pg_binary_copy(frame))
+        else:
+            rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+            with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
 
     def read_long_values(self, conn: sa.Connection, segment_sql: str, params: dict,
                          feature_ids: np.ndarray | None = None) -> pd.DataFrame:
