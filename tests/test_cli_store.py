@@ -1,0 +1,120 @@
+"""The store commands as a user runs them: one clear line and a non-zero exit on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+
+from .conftest import REFERENCE
+
+runner = CliRunner()
+
+
+def run(*args: str, db: str | None = None):
+    argv = list(args) + (["--db", db] if db else [])
+    return runner.invoke(app, argv, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli_db(db_url):
+    result = run("init", db=db_url)
+    assert result.exit_code == 0, result.output
+    return db_url
+
+
+def test_init_import_export_query_report(cli_db, tmp_path):
+    result = run("import-features", str(REFERENCE / "guitar-pairs.csv"), db=cli_db)
+    assert result.exit_code == 0 and "156 new segments" in result.output
+    result = run("import-features", str(REFERENCE / "guitar-pairs.csv"), db=cli_db)
+    assert result.exit_code == 0 and "nothing new" in result.output
+    out = tmp_path / "g.parquet"
+    result = run("export", "features", "--group", "guitar", "-o", str(out), db=cli_db)
+    assert result.exit_code == 0 and out.stat().st_size > 0
+    result = run("query", "SELECT COUNT(*) AS n FROM segments", "--format", "json", db=cli_db)
+    assert result.exit_code == 0 and json.loads(result.output) == [{"n": 156}]
+    result = run("report", "segments_status", "--group", "guitar", "--format", "csv", db=cli_db)
+    assert result.exit_code == 0
+    assert "guitar,guitar,raw,78,78" in result.output
+
+
+def test_groups_commands(cli_db):
+    assert run("groups", "set", "my-guitars", "acoustic guitar", "banjo", db=cli_db).exit_code == 0
+    listed = run("groups", "list", "--format", "csv", db=cli_db)
+    assert '"acoustic guitar, banjo"' in listed.output
+    assert run("groups", "delete", "my-guitars", db=cli_db).exit_code == 0
+    result = run("groups", "delete", "my-guitars", db=cli_db)
+    assert result.exit_code == 1 and result.output.strip() == "error: unknown group 'my-guitars'"
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM segments",
+    "DROP TABLE segments",
+    "WITH x AS (SELECT 1) INSERT INTO corpora (name, format, created_at) SELECT 'a', 'b', now()",
+    "SELECT 1; DELETE FROM segments",
+    "UPDATE segments SET stale = true",
+    "CREATE TABLE t (a int)",
+])
+def test_query_refuses_writes(cli_db, sql):
+    before = run("query", "SELECT COUNT(*) AS n FROM corpora", "-f", "csv", db=cli_db).output
+    result = run("query", sql, db=cli_db)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert run("query", "SELECT COUNT(*) AS n FROM corpora", "-f", "csv", db=cli_db).output == before
+
+
+def test_user_errors_are_one_line(cli_db, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,x\n")
+    cases = [
+        ["import-features", str(bad)],
+        ["import-features", str(tmp_path / "absent.csv")],
+        ["report", "nope"],
+        ["report", "table2", "--group", "nope"],
+        ["export", "features", "--group", "bass", "-o", str(tmp_path / "x.txt")],
+        ["query", "SELEC nonsense"],
+    ]
+    for argv in cases:
+        result = run(*argv, db=cli_db)
+        assert result.exit_code == 1, argv
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, result.output)
+
+
+def test_missing_store_and_directory(tmp_path):
+    result = run("groups", "list", db=str(tmp_path / "none.duckdb"))
+    assert result.exit_code == 1 and "run 'stemstore init'" in result.output
+    result = run("init", db=str(tmp_path / "no" / "dir" / "s.duckdb"))
+    assert result.exit_code == 1 and "directory does not exist" in result.output
+
+
+def test_store_held_by_another_writer(tmp_path):
+    """DuckDB allows one writing process: the second gets a clear line, not a traceback."""
+    db = str(tmp_path / "held.duckdb")
+    assert run("init", db=db).exit_code == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import duckdb, sys, time; c = duckdb.connect({db!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = subprocess.run([sys.executable, "-m", "cli.app", "groups", "list", "--db", db],
+                                capture_output=True, text=True)
+        assert result.returncode == 1
+        assert "in use by another process" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_help_has_examples():
+    for argv in (["init"], ["query"], ["report"], ["import-features"], ["export", "features"],
+                 ["groups", "set"]):
+        result = runner.invoke(app, [*argv, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output, argv
