@@ -26,8 +26,9 @@ How a multitrack is made:
    instrument voice: Karplus-Strong plucked strings (bass, guitars, banjo), additive piano,
    FM electric piano, detuned-saw synthesizers, formant-synthesised voices.
 4. **Raw tracks.** Each raw track records the performance through a "microphone" (DI, close
-   mic, amp mic, room mic): its own delay, filtering, saturation, room reverb, noise and level.
-   Vocal raws are separate takes (doubles, sometimes a harmony) rather than extra microphones.
+   mic, amp mic, room mic): its own delay, filtering, saturation, share of the room's reverb
+   (one room per multitrack, pedalboard.Reverb), noise floor and level. Vocal raws are
+   separate takes (doubles, sometimes a harmony) rather than extra microphones.
 5. **Stem.** ``stem = chain(sum_i gain_i * raw_i)`` where ``chain`` is a pedalboard chain
    typical of the instrument group (trim, EQ, compression, distortion, de-essing, makeup,
    fader) with parameters drawn from the seed. The raws summed are the *written* (24-bit
@@ -37,9 +38,13 @@ The chain of every stem, with all parameters, is written to ``<Artist>_<Title>_M
 (one file per multitrack, beside the METADATA file); :func:`chain_from_spec` turns a chain spec
 back into a ``pedalboard.Pedalboard``.
 
-Everything is deterministic for a seed: same arguments, byte-identical files. Each multitrack
-draws from its own child of ``numpy.random.SeedSequence(seed)``, so multitracks may be made in
-parallel processes without changing the result.
+Everything is deterministic for a seed: same arguments, byte-identical files (on one machine
+and software stack: float32 maths may round differently on other CPUs or numpy builds). Each
+multitrack draws from its own child of ``numpy.random.SeedSequence(seed)``, so multitracks may
+be made in parallel processes without changing the result.
+
+Regenerate the shipped structures with
+``python -m stemstore.synth <MedleyDB metadata dir>`` (the installed package never reads it).
 """
 
 from __future__ import annotations
@@ -572,7 +577,7 @@ _VOWELS = {
     "o": ((570, 840, 2410), (80, 90, 150)),
     "u": ((300, 870, 2240), (60, 90, 140)),
 }
-_FORMANT_GAINS = (1.0, 0.5, 0.25)
+_FORMANT_GAINS = (1.0, 0.7, 0.5)
 
 
 def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Generator,
@@ -656,9 +661,14 @@ def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Gen
             filtered = sum(g * signal.lfilter(b, a, segment)
                            for (b, a), g in zip(resonators, _FORMANT_GAINS))
             voice[start:stop] += weight[start:stop] * filtered
+    voiced = amplitude * voice
+    # The voiced level depends much on pitch (pulse rate, formants): bring it to a common
+    # level, then add sibilants at a level relative to it.
+    sung = amplitude > 0.1 * amplitude.max()
+    voiced *= 0.3 / (np.sqrt(np.mean(voiced[sung] ** 2)) + 1e-12)
     sos = signal.butter(4, 4500, "high", fs=sr, output="sos")
-    sibilance = signal.sosfilt(sos, noise) * onset_bursts * (0.5 if rapper else 0.3)
-    return amplitude * voice + sibilance
+    sibilance = signal.sosfilt(sos, noise) * onset_bursts * (0.15 if rapper else 0.06)
+    return voiced + sibilance
 
 
 def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Generator) -> np.ndarray:
@@ -672,10 +682,15 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
             float(_midi_hz(midi)), int(length_s * sr), sr, np.random.default_rng([seed, int(midi)]),
             t60, brightness, pluck_position))
 
+    def tone_control(x, cutoff_hz):  # the instrument's tone knob / pickup: a gentle lowpass
+        return signal.sosfilt(signal.butter(2, cutoff_hz, "low", fs=sr, output="sos"), x)
+
     if label == "electric bass":
         out = _place_notes(notes, plucked(rng.uniform(1.5, 3.0), rng.uniform(0.2, 0.5), 2.0), n, sr)
+        out = tone_control(out, rng.uniform(600, 1500))
     elif label in ("clean electric guitar", "distorted electric guitar"):
         out = _place_notes(notes, plucked(rng.uniform(1.5, 3.0), rng.uniform(0.5, 0.8), 2.5), n, sr)
+        out = tone_control(out, rng.uniform(2500, 6000))
     elif label == "acoustic guitar":
         out = _place_notes(notes, plucked(rng.uniform(2.0, 4.0), rng.uniform(0.7, 0.95), 2.5), n, sr,
                            release_s=0.15)
@@ -882,7 +897,7 @@ def _draw_chain(instrument: str, rng: np.random.Generator) -> list[dict]:
             # Compression goes before the drive (a pedal into the amp): after heavy distortion
             # there is no dynamics left to compress.
             chain += [compressor,
-                      _step("Distortion", "amp drive", drive_db=u(18, 32)),
+                      _step("Distortion", "amp drive", drive_db=u(24, 38)),
                       _step("LowpassFilter", "cabinet", cutoff_frequency_hz=u(4500, 7500))]
         elif instrument == "clean electric guitar" and rng.random() < 0.25:
             chain.append(_step("Distortion", "light drive", drive_db=u(4, 10)))
@@ -1013,6 +1028,19 @@ def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
     sf.write(str(path), counts << 8, sr, subtype=WAV_SUBTYPE, format="WAV")
 
 
+def _vocal_take(notes: list[Note], take: int, song: Song, rng: np.random.Generator) -> list[Note]:
+    """The notes of vocal take number ``take``: the part itself first, then doubles (timing
+    off by about 10 ms) of which some sing a third above (the next scale note 3+ semitones up).
+    """
+    if take == 1:
+        return notes
+    if rng.random() < 0.3:
+        scale = song.scale_pitches(0, 127)
+        notes = [n._replace(midi=min((p for p in scale if p >= n.midi + 3), default=n.midi))
+                 for n in notes]
+    return [n._replace(onset=max(0.0, n.onset + rng.normal(0, 0.01))) for n in notes]
+
+
 def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
                            seed_sequence: np.random.SeedSequence, seconds: float,
                            sample_rate: int) -> dict:
@@ -1034,15 +1062,8 @@ def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
         performances: dict[str, list] = {}  # raw label -> [dry performance, its room sound]
         raws, metadata_raws, mixing_raws = [], {}, {}
         for r, raw_label in enumerate(raw_instruments(stem_structure), start=1):
-            if INSTRUMENT_GROUP[raw_label] == "vocal":
-                # Each vocal raw is its own take: a double, sometimes a harmony a third up.
-                take_notes = notes
-                if r > 1 and rng.random() < 0.3:
-                    scale = song.scale_pitches(0, 127)
-                    take_notes = [n._replace(midi=min((p for p in scale if p >= n.midi + 3),
-                                                      default=n.midi)) for n in notes]
-                take_notes = [n._replace(onset=max(0.0, n.onset + rng.normal(0, 0.01)))
-                              for n in take_notes] if r > 1 else take_notes
+            if INSTRUMENT_GROUP[raw_label] == "vocal":  # each vocal raw is its own take
+                take_notes = _vocal_take(notes, r, song, rng)
                 take = [_render_part(raw_label, take_notes, song, rng), None]
             else:
                 if raw_label not in performances:
@@ -1139,6 +1160,9 @@ def synthesize_corpus(root: Path | str, n_multitracks: int = 20, seconds: float 
     called after each multitrack. ``workers`` processes share the work (default: up to 2, the
     CPU count); the files do not depend on it. Existing files of the same names are replaced.
     """
+    if sample_rate < 32000:
+        raise ValueError(f"sample_rate {sample_rate} is too low: the microphone and mixing "
+                         "filters reach 12 kHz, so at least 32000 Hz is needed")
     started = time.perf_counter()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
