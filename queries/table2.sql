@@ -3,6 +3,7 @@
 --   stem = number of multitracks with at least one stem with that label.
 -- report order: group_name, instrument
 -- Computed from metadata alone (no audio needed); imported feature files do not count.
+-- A track counts under its primary label (the first when the metadata gives a list).
 -- An instrument in no group has group_name NULL; one in several groups appears once per group.
 WITH corpus_tracks AS (
     SELECT t.kind, t.multitrack_id, i.name AS instrument
@@ -10,7 +11,7 @@ WITH corpus_tracks AS (
     JOIN multitracks m ON m.id = t.multitrack_id
     JOIN corpora c ON c.id = m.corpus_id
     JOIN instruments i ON i.id = t.instrument_id
-    WHERE c.format <> 'import'
+    WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%'
 ),
 counts AS (
     SELECT instrument,

@@ -108,6 +108,28 @@ class TrackLink(Base):
     raw_track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id"), primary_key=True)
 
 
+class TrackFile(Base):
+    """What ingest last saw of a track's file: its size and modification time (ns) when it
+    was hashed. If both are unchanged a re-ingest trusts ``tracks.content_hash`` instead of
+    reading the file again. A side table with no foreign key (rather than columns on tracks)
+    so that its migration can be downgraded on DuckDB, which cannot alter a referenced table.
+    """
+
+    __tablename__ = "track_files"
+    track_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    file_size: Mapped[int] = mapped_column(sa.BigInteger)
+    file_mtime_ns: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class MultitrackSource(Base):
+    """What ingest read to describe a multitrack: the sha256 of its METADATA.yaml (or of a
+    session folder's listing and manifest). An unchanged hash lets a re-ingest skip parsing."""
+
+    __tablename__ = "multitrack_sources"
+    multitrack_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    metadata_hash: Mapped[str] = mapped_column(sa.Text)
+
+
 class InstrumentGroup(Base):
     """A named set of instrument labels that an analysis runs on."""
 
