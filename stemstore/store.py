@@ -318,9 +318,9 @@ class Store:
                 raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_bulk")
             finally:
                 raw.unregister("_stemstore_bulk")
-        elif all(frame[c].dtype.kind in _PG_TYPES for c in frame.columns):
+        elif (binary_types := _pg_binary_types(table, frame)) is not None:
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(_pg_binary_copy(frame))
+                copy.write(_pg_binary_copy(frame, binary_types))
         else:
             rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
@@ -364,20 +364,42 @@ def instrument_ids(s: Session, names: Iterable[str]) -> dict[str, int]:
 
 
 _PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_PG_TYPES = {"i": (">i8", 8), "u": (">i8", 8), "f": (">f8", 8), "b": (">i1", 1)}
 
 
-def _pg_binary_copy(frame: pd.DataFrame) -> bytes:
-    """PostgreSQL's binary COPY format for a frame of int/float/bool columns, built with numpy
-    in one pass (no per-row Python)."""
+def _pg_binary_types(table: str, frame: pd.DataFrame) -> list[str] | None:
+    """Big-endian numpy types of the table's columns for binary COPY, or None when a column
+    is not a fixed-width number or holds missing values (those go through text COPY)."""
+    from .schema import Base
+
+    types = []
+    for name in frame.columns:
+        column_type = Base.metadata.tables[table].columns[name].type
+        if isinstance(column_type, sa.Boolean):
+            dtype = ">?"
+        elif isinstance(column_type, sa.BigInteger):
+            dtype = ">i8"
+        elif isinstance(column_type, sa.Integer):
+            dtype = ">i4"
+        elif isinstance(column_type, sa.Float):
+            dtype = ">f8"
+        else:
+            return None
+        if frame[name].dtype.kind not in "iufb" or frame[name].isna().any():
+            return None
+        types.append(dtype)
+    return types
+
+
+def _pg_binary_copy(frame: pd.DataFrame, types: list[str]) -> bytes:
+    """PostgreSQL's binary COPY format for a frame of fixed-width columns, built with numpy in
+    one pass (no per-row Python)."""
     fields: list[tuple[str, str]] = [("n", ">i2")]
-    for i, col in enumerate(frame.columns):
-        dtype, _size = _PG_TYPES[frame[col].dtype.kind]
+    for i, dtype in enumerate(types):
         fields += [(f"len{i}", ">i4"), (f"v{i}", dtype)]
     rows = np.empty(len(frame), dtype=fields)
     rows["n"] = len(frame.columns)
-    for i, col in enumerate(frame.columns):
-        rows[f"len{i}"] = _PG_TYPES[frame[col].dtype.kind][1]
+    for i, (col, dtype) in enumerate(zip(frame.columns, types)):
+        rows[f"len{i}"] = np.dtype(dtype).itemsize
         rows[f"v{i}"] = frame[col].to_numpy()
     return _PG_HEADER + rows.tobytes() + struct.pack(">h", -1)
 

@@ -1,0 +1,82 @@
+"""Feature selection: `select`, and its figures `plot importance` and `plot oob`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import DbOption, app, open_store, plot_app, user_errors
+
+GroupArg = Annotated[str, typer.Option("--group", "-g", help="Instrument group.")]
+RunOption = Annotated[Optional[int], typer.Option("--run", help="Selection run id (default: the group's latest).")]
+OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
+
+
+@app.command()
+@user_errors
+def select(
+    group: GroupArg,
+    preset: Annotated[str, typer.Option(help="paper (50 forests × 2000 trees) or fast.")] = "fast",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = 0,
+    trees: Annotated[Optional[int], typer.Option(help="Trees per thresholding forest (overrides the preset).")] = None,
+    forests: Annotated[Optional[int], typer.Option(help="Thresholding forests (overrides the preset).")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
+    db: DbOption = None,
+) -> None:
+    """Find the features stem processing changes most consistently (raw vs stem random
+    forests, METHOD.md section 4) and store importances, curves, f_p1, f_p2 and f_pred.
+
+    Example: `stemstore select --group vocal --preset paper --seed 1`
+    """
+    from stemstore.selection_runs import select as run_select
+
+    overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
+    with open_store(db) as store:
+        run_id = run_select(store, group, preset=preset, seed=seed, n_jobs=jobs,
+                            progress=lambda msg: typer.echo(msg, err=True), **overrides)
+        counts = store.read_sql("SELECT counts FROM runs WHERE id = :r", {"r": run_id})["counts"][0]
+        typer.echo(f"selection run {run_id} for {group}: {counts}")
+
+
+@plot_app.command("importance")
+@user_errors
+def plot_importance(group: GroupArg, output: OutputOption, run: RunOption = None, top: int = 50,
+                    db: DbOption = None) -> None:
+    """Fig. 2: mean importance of the most important features, with sd.
+
+    Example: `stemstore plot importance --group bass -o fig2-bass.png`
+    """
+    from stemstore.plots import plot_importance as draw
+    from stemstore.selection_runs import latest_selection_run, selection_results
+
+    with open_store(db) as store:
+        run_id = latest_selection_run(store, group, run)
+        features, _ = selection_results(store, run_id)
+        draw(features["importance_mean"].to_numpy(), features["importance_sd"].to_numpy(),
+             features["name"].to_numpy(), top=top, path=output,
+             title=f"{group}: feature importance (selection run {run_id})")
+    typer.echo(f"wrote {output}")
+
+
+@plot_app.command("oob")
+@user_errors
+def plot_oob(group: GroupArg, output: OutputOption, run: RunOption = None, db: DbOption = None) -> None:
+    """Fig. 3: OOB error curves of the nested (interpretation) and ascending (prediction) forests.
+
+    Example: `stemstore plot oob --group bass -o fig3-bass.png`
+    """
+    from stemstore.plots import plot_oob_curves as draw
+    from stemstore.selection_runs import latest_selection_run, selection_results
+
+    with open_store(db) as store:
+        run_id = latest_selection_run(store, group, run)
+        _, curves = selection_results(store, run_id)
+        curves = curves.rename(columns={"value_mean": "mean", "value_sd": "std"})
+        nested = curves[curves["curve"] == "interpretation"]
+        ascending = curves[curves["curve"] == "prediction"]
+        draw(nested, ascending, n_selected_interp=int(nested["kept"].astype(bool).sum()),
+             pred_labels=list(ascending["feature"]), path=output,
+             title=f"{group}: OOB error (selection run {run_id})")
+    typer.echo(f"wrote {output}")

@@ -1,0 +1,19 @@
+-- Table 4 of the study: per group and selection run, the sizes of the three selections
+-- f_p1 (thresholding), f_p2 (interpretation) and f_pred (prediction) of METHOD.md section 4.
+-- is_latest marks each group's latest finished run (what `stemstore report table4` shows).
+-- report order: group_name, run_id
+WITH selection_runs AS (
+    SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id
+    FROM runs
+    WHERE kind = 'selection' AND status = 'done'
+)
+SELECT r.group_name,
+       r.id AS run_id,
+       r.id = r.latest_id AS is_latest,
+       COUNT(*) AS n_features,
+       SUM(CASE WHEN sf.in_fp1 THEN 1 ELSE 0 END) AS f_p1,
+       SUM(CASE WHEN sf.in_fp2 THEN 1 ELSE 0 END) AS f_p2,
+       SUM(CASE WHEN sf.in_fpred THEN 1 ELSE 0 END) AS f_pred
+FROM selection_runs r
+JOIN selection_features sf ON sf.run_id = r.id
+GROUP BY r.group_name, r.id, r.latest_id

@@ -1,0 +1,156 @@
+"""The feature-selection stage in the store: run RandomForestSelector on a group's raw and stem
+segments (raw = 0, stem = 1) and keep everything it found (METHOD.md section 4).
+
+A run stores its parameters, seed, software versions, the snapshot of segments it used,
+every feature's importance (mean, sd, rank, membership of f_p1/f_p2/f_pred) and the curves:
+the importance sd by rank with the CART staircase, the nested (interpretation) OOB errors and
+the ascending (prediction) OOB errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from .errors import StemstoreError
+from .exchange import META_COLUMNS, feature_matrix
+from .features import replace_non_finite
+from .schema import Run
+from .selection import PRESETS, RandomForestSelector
+from .store import Store
+
+#: Fewer segments than this in either class cannot be analysed.
+MIN_PER_CLASS = 10
+
+
+@dataclass
+class SelectionInput:
+    """A group's classification problem: X (segments × features), y (0 raw, 1 stem)."""
+
+    segment_ids: np.ndarray
+    X: pd.DataFrame
+    y: np.ndarray
+    non_finite_replaced: int
+
+
+def selection_input(store: Store, group: str, segment_ids: list[int] | None = None) -> SelectionInput:
+    """Read a group's extracted segments; keep the features every segment has; replace
+    non-finite values as METHOD.md section 3 says."""
+    wide = feature_matrix(store, group=group, segment_ids=segment_ids, complete=True)
+    features = [c for c in wide.columns if c not in META_COLUMNS]
+    if wide.empty or not features:
+        raise StemstoreError(f"group {group!r} has no extracted features: run 'stemstore extract' "
+                             "(or import features) first")
+    n_raw, n_stem = int((wide["role"] == "raw").sum()), int((wide["role"] == "stem").sum())
+    if min(n_raw, n_stem) < MIN_PER_CLASS:
+        raise StemstoreError(f"group {group!r} has {n_raw} raw and {n_stem} stem segments; selection "
+                             f"needs at least {MIN_PER_CLASS} of each")
+    values, replaced = replace_non_finite(wide[features].to_numpy(dtype=np.float64))
+    return SelectionInput(segment_ids=wide.index.to_numpy(), X=pd.DataFrame(values, columns=features),
+                          y=(wide["role"] == "stem").to_numpy(dtype=np.int64), non_finite_replaced=replaced)
+
+
+def select(store: Store, group: str, *, preset: str = "fast", seed: int = 0, n_jobs: int | None = None,
+           progress=None, **overrides) -> int:
+    """Run the three-step selection for ``group`` and store it. Returns the run id.
+
+    ``overrides`` are RandomForestSelector parameters (e.g. ``n_trees=500``) on top of the
+    preset. A failure leaves a failed run with its message and no partial results.
+    """
+    if preset not in PRESETS:
+        raise StemstoreError(f"unknown preset {preset!r} (presets: {', '.join(sorted(PRESETS))})")
+    data = selection_input(store, group)
+    selector = RandomForestSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, **overrides)
+    params = {"preset": preset, **{k: v for k, v in selector.get_params().items() if k != "verbose"},
+              "n_segments": len(data.y), "n_features": data.X.shape[1]}
+    run_id = store.start_run("selection", group=group, params=params, seed=seed)
+    try:
+        if progress:
+            progress(f"selecting among {data.X.shape[1]} features of {len(data.y)} segments "
+                     f"({preset} preset: {selector.n_forests} forests × {selector.n_trees} trees)")
+        selector.fit(data.X, data.y)
+        _store_results(store, run_id, data, selector)
+    except Exception as exc:
+        store.finish_run(run_id, status="failed", message=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        if isinstance(exc, ValueError):
+            raise StemstoreError(f"selection for group {group!r} failed: {exc}") from exc
+        raise
+    store.finish_run(run_id, counts={
+        "f_p1": len(selector.f_p1_), "f_p2": len(selector.f_p2_), "f_pred": len(selector.f_pred_),
+        "threshold": float(selector.threshold_), "th_pred": float(selector.th_pred_),
+        "raw_segments": int((data.y == 0).sum()), "stem_segments": int((data.y == 1).sum()),
+        "non_finite_replaced": data.non_finite_replaced})
+    return run_id
+
+
+def _store_results(store: Store, run_id: int, data: SelectionInput, selector: RandomForestSelector) -> None:
+    ids = store.feature_ids(data.X.columns)
+    n = len(ids)
+    rank = np.empty(n, dtype=np.int64)
+    rank[selector.ranking_] = np.arange(1, n + 1)
+    membership = {name: np.zeros(n, dtype=bool) for name in ("in_fp1", "in_fp2", "in_fpred")}
+    membership["in_fp1"][selector.f_p1_] = True
+    membership["in_fp2"][selector.f_p2_] = True
+    membership["in_fpred"][selector.f_pred_] = True
+    pred_order = pd.array(np.full(n, pd.NA), dtype="Int64")  # NULL outside f_pred
+    pred_order[selector.f_pred_] = np.arange(1, len(selector.f_pred_) + 1)
+    features = pd.DataFrame({"run_id": run_id, "feature_id": ids,
+                             "importance_mean": selector.importances_mean_.astype(np.float64),
+                             "importance_sd": selector.importances_std_.astype(np.float64),
+                             "rank": rank, **membership, "pred_order": pred_order})
+
+    by_rank = selector.ranking_
+    interp, pred = selector.oob_errors_interp_, selector.oob_errors_pred_
+    curves = pd.concat([
+        pd.DataFrame({"curve": "importance_sd", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
+                      "n_features": np.arange(1, n + 1), "value_mean": selector.std_by_rank_,
+                      "value_sd": np.nan, "kept": None}),
+        pd.DataFrame({"curve": "cart", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
+                      "n_features": np.arange(1, n + 1), "value_mean": selector.cart_predictions_,
+                      "value_sd": np.nan, "kept": None}),
+        pd.DataFrame({"curve": "interpretation", "step": interp["n_features"], "feature_id": ids[interp["feature"]],
+                      "n_features": interp["n_features"], "value_mean": interp["mean"],
+                      "value_sd": interp["std"], "kept": interp["n_features"] <= len(selector.f_p2_)}),
+        pd.DataFrame({"curve": "prediction", "step": np.arange(1, len(pred["feature"]) + 1),
+                      "feature_id": ids[pred["feature"]], "n_features": pred["n_features"],
+                      "value_mean": pred["mean"], "value_sd": pred["std"], "kept": pred["kept"]}),
+    ], ignore_index=True)
+    curves.insert(0, "run_id", run_id)
+    with store.engine.begin() as conn:
+        store.bulk_insert(conn, "run_segments", pd.DataFrame({"run_id": run_id,
+                                                              "segment_id": data.segment_ids.astype(np.int64)}))
+        store.bulk_insert(conn, "selection_features", features)
+        store.bulk_insert(conn, "selection_curves", curves)
+
+
+def latest_selection_run(store: Store, group: str, run_id: int | None = None) -> int:
+    """The id of ``run_id`` (checked) or of the group's latest finished selection run."""
+    with store.session() as s:
+        if run_id is not None:
+            run = s.get(Run, run_id)
+            if run is None or run.kind != "selection":
+                raise StemstoreError(f"no selection run {run_id}")
+            if run.status != "done":
+                raise StemstoreError(f"selection run {run_id} is {run.status}, not done")
+            return run_id
+        found = s.scalar(sa.select(sa.func.max(Run.id)).where(
+            Run.kind == "selection", Run.status == "done", Run.group_name == group))
+    if found is None:
+        raise StemstoreError(f"group {group!r} has no finished selection run: run 'stemstore select --group {group}'")
+    return int(found)
+
+
+def selection_results(store: Store, run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's per-feature table (with names, by rank) and its curves (with feature names)."""
+    features = store.read_sql(
+        "SELECT f.name, sf.importance_mean, sf.importance_sd, sf.rank, sf.in_fp1, sf.in_fp2, "
+        "sf.in_fpred, sf.pred_order FROM selection_features sf JOIN features f ON f.id = sf.feature_id "
+        "WHERE sf.run_id = :r ORDER BY sf.rank", {"r": run_id})
+    curves = store.read_sql(
+        "SELECT c.curve, c.step, c.n_features, f.name AS feature, c.value_mean, c.value_sd, c.kept "
+        "FROM selection_curves c LEFT JOIN features f ON f.id = c.feature_id "
+        "WHERE c.run_id = :r ORDER BY c.curve, c.step", {"r": run_id})
+    return features, curves
