@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import store_commands  # noqa: F401
 from . import corpus_commands  # noqa: F401
+from . import regression_commands  # noqa: F401
 from .common import app
 
 

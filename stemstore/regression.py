@@ -861,6 +861,31 @@ def save_model(model: BaseEstimator, path: str | Path) -> Path:
     return path
 
 
+def model_to_bytes(model: BaseEstimator) -> bytes:
+    """A fitted model (or AveragingRegressor) as skops bytes, for a database column.
+
+    Deflated at level 1: a 1000-tree forest shrinks about five-fold (22 MB to 4 MB) at no
+    measurable cost in time (skops' per-tree bookkeeping dominates either way)."""
+    import zipfile
+
+    import skops.io as sio
+
+    return sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+
+def model_from_bytes(data: bytes) -> BaseEstimator:
+    """Load skops bytes written by :func:`model_to_bytes`, trusting only
+    :data:`TRUSTED_MODEL_TYPES`. Raises ValueError naming any other type the bytes ask for."""
+    import skops.io as sio
+
+    data = bytes(data)
+    untrusted = sio.get_untrusted_types(data=data)
+    unexpected = sorted(t for t in untrusted if t not in TRUSTED_MODEL_TYPES)
+    if unexpected:
+        raise ValueError(f"refusing to load a stored model: it contains unexpected type(s) {', '.join(unexpected)}")
+    return sio.loads(data, trusted=list(untrusted))
+
+
 def load_model(path: str | Path) -> BaseEstimator:
     """Load a model saved by :func:`save_model`, trusting only :data:`TRUSTED_MODEL_TYPES`.
 

@@ -1,0 +1,135 @@
+"""Commands of the regression stage (METHOD.md section 5): regress, plot pca, predict."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stemstore.errors import StemstoreError
+
+from .common import DbOption, FormatOption, app, open_store, plot_app, user_errors
+from .render import Format, render
+
+GroupArg = Annotated[str, typer.Option("--group", "-g", help="Instrument group, e.g. bass.")]
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise StemstoreError("--features is empty: give feature names separated by commas")
+    return names
+
+
+@app.command()
+@user_errors
+def regress(
+    group: GroupArg,
+    features: Annotated[Optional[str], typer.Option(
+        help="Comma-separated feature names (inputs and targets). Default: the f_pred of the "
+             "group's latest selection run.")] = None,
+    selection: Annotated[Optional[int], typer.Option(
+        help="Take f_pred from this selection run instead of the latest.")] = None,
+    preset: Annotated[str, typer.Option(
+        help="'tuned': grid search with 5-fold CV, scaled inputs and targets. 'paper': the "
+             "study's hyperparameters (bass, guitar, vocal, keys), unscaled.")] = "tuned",
+    outliers: Annotated[str, typer.Option(
+        help="'3sigma' drops training pairs with a value over 3 sd from the mean; 'none'.")] = "3sigma",
+    test_fraction: Annotated[float, typer.Option(
+        help="Share of multitracks held out when the pairs carry no stored split.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the forests and the CV folds.")] = 0,
+    threshold: Annotated[float, typer.Option(
+        help="Ensemble: drop target features whose best mape is above this.")] = 0.5,
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs (-1: all cores).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Learn to predict a group's stem feature values from its raw ones; record the run.
+
+    Fits SVR, random forest, KNN, PLS and linear regression, scores them per target feature
+    (see `stemstore report table6`) and finds the best model or average of models
+    (`stemstore report table7`). The best model is stored for `stemstore predict`.
+
+    Example: `stemstore regress --group bass --preset paper --outliers none`
+    """
+    from stemstore.regression_runs import regress as run_regress
+
+    with open_store(db) as store:
+        run_id = run_regress(store, group, features=_names(features), selection_run=selection,
+                             preset=preset, outliers=outliers, test_fraction=test_fraction,
+                             seed=seed, n_jobs=jobs, ensemble_threshold=threshold)
+        counts = store.read_sql("SELECT counts FROM runs WHERE id = :r", {"r": run_id})["counts"].iloc[0]
+        counts = json.loads(counts) if isinstance(counts, str) else counts
+    best = counts.get("best")
+    summary = (f"regression run {run_id} ({group}, {preset}): {counts['train_pairs']} training and "
+               f"{counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
+    if best:
+        summary += f"best {best} with a-mape {counts['a_mape']:.4g}"
+    else:
+        summary += f"no target feature has a best mape within {threshold}: no model chosen"
+    typer.echo(summary)
+    for note in counts.get("warnings") or []:
+        typer.echo(f"note: {note}", err=True)
+
+
+@plot_app.command("pca")
+@user_errors
+def plot_pca(
+    group: GroupArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
+    db: DbOption = None,
+) -> None:
+    """Fig. 4: the group's raw and stem segments in two PCA dimensions, in two colours.
+
+    Features: those of the group's latest regression run, else its latest selection's f_pred.
+
+    Example: `stemstore plot pca --group bass -o fig4-bass.png`
+    """
+    from stemstore.regression_runs import pca_figure
+
+    with open_store(db) as store:
+        info = pca_figure(store, group, output)
+    left_out = f"; {info['left_out']} segments lacking a value left out" if info["left_out"] else ""
+    typer.echo(f"wrote {output}: {info['raw']} raw and {info['stem']} stem segments, "
+               f"{len(info['features'])} features from {info['source']}{left_out}")
+
+
+@app.command()
+@user_errors
+def predict(
+    audio: Annotated[Path, typer.Argument(help="A raw recording (any length, any format Essentia reads).")],
+    group: GroupArg,
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Predict where the processed stem will sit: the recording's own values of the group's
+    target features and the stem values the best stored model predicts.
+
+    The highest-energy window (as long as the group's segments, 10 s by default) is analysed
+    as in the segment stage; a shorter recording is analysed whole.
+
+    Example: `stemstore predict bass_di.wav --group bass --format json`
+    """
+    from stemstore.regression_runs import predict as run_predict
+
+    with open_store(db) as store:
+        frame = run_predict(store, audio, group)
+    info = frame.attrs
+    if fmt == Format.json:
+        print(json.dumps({
+            "group": group, "run_id": info["run_id"], "model": info["model"],
+            "a_mape": None if info["a_mape"] is None or math.isnan(info["a_mape"]) else info["a_mape"],
+            "window_start_s": info["window_start_s"], "window_s": info["window_s"],
+            "notes": info["notes"],
+            "features": [{"feature": r.feature, "raw": r.raw, "predicted_stem": r.predicted_stem}
+                         for r in frame.itertuples(index=False)],
+        }, indent=2))
+        return
+    for note in info["notes"]:
+        typer.echo(f"note: {note}", err=True)
+    render(frame, fmt, title=f"{group}: {audio.name}, model {info['model']} of regression run "
+                             f"{info['run_id']}, window at {info['window_start_s']:.2f} s")

@@ -1,0 +1,24 @@
+-- Table 6 of the study (METHOD.md section 5): per group, regression run, target feature (in
+-- f_pred order) and model, the mape and mae on the run's test pairs.
+--   mape is 'inf' (+Infinity) when a test pair has a zero target value, where the ratio is
+--   undefined; n_zero_targets says how many zeros there were.
+--   feature_order is the feature's place in the run's f_pred: the position of its quoted name
+--   in the run's parameters (JSON text whose only list of names is "features").
+--   is_latest marks each group's latest finished regression run.
+-- report order: group_name, run_id, feature_order, model
+SELECT r.group_name,
+       r.id AS run_id,
+       DENSE_RANK() OVER (PARTITION BY r.id
+                          ORDER BY STRPOS(r.params, '"' || f.name || '"')) AS feature_order,
+       f.name AS feature,
+       m.model,
+       m.mape,
+       m.mae,
+       m.n_zero_targets,
+       r.id = (SELECT MAX(l.id) FROM runs l
+               WHERE l.kind = 'regression' AND l.status = 'done' AND l.group_name = r.group_name)
+           AS is_latest
+FROM regression_metrics m
+JOIN runs r ON r.id = m.run_id
+JOIN features f ON f.id = m.feature_id
+WHERE r.kind = 'regression' AND r.status = 'done'

@@ -1,0 +1,411 @@
+"""Regression runs in the store (METHOD.md section 5): fit, record, and predict from stored models.
+
+:mod:`stemstore.regression` is the pure library (DataFrames in, a RegressionResult out); this
+module connects it to a store:
+
+* :func:`regress` reads a group's pairs, runs the regression and records a ``regression`` run:
+  its parameters and seed, the snapshot of segments it used (``run_segments``: split, and
+  ``excluded = 'outlier'`` for removed training pairs), per model the hyperparameters,
+  cross-validation record and the fitted model as skops bytes (``regression_models``), per-feature
+  mape/mae (``regression_metrics``), the test predictions (``regression_predictions``) and every
+  ensemble candidate with the best one marked (``regression_ensembles``). When the best is an
+  average of models, that AveragingRegressor is stored too, as model ``ensemble``.
+  The results and the run's status are written in one transaction at the end: a failure leaves a
+  ``failed`` run with its message and no partial results.
+* :func:`predict` analyses a raw recording as METHOD.md section 2 does and predicts the stem's
+  values of the group's target features with the best model of the group's latest run.
+* :func:`pca_figure` draws "Fig. 4" for a group.
+
+A mape is ``+Infinity`` in the database when a test pair has a zero target value (the ratio is
+undefined); ``n_zero_targets`` beside it says how many zeros there were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from . import regression as rg
+from .errors import StemstoreError
+from .schema import RegressionEnsemble, RegressionMetric, RegressionModel, Run, utcnow
+from .store import Store
+
+RUN_KIND = "regression"
+#: The model name under which an average of several models is stored.
+ENSEMBLE_MODEL = "ensemble"
+
+
+# -- which features --------------------------------------------------------------------------
+def selection_fpred(store: Store, group: str, selection_run: int | None = None) -> tuple[int, list[str]]:
+    """(run id, f_pred in order) of a selection run: ``selection_run``, or the group's latest
+    finished one."""
+    if selection_run is None:
+        found = store.read_sql(
+            "SELECT MAX(id) AS id FROM runs WHERE kind = 'selection' AND status = 'done' "
+            "AND group_name = :g AND NOT stale", {"g": group})
+        if found.empty or pd.isna(found["id"].iloc[0]):
+            raise StemstoreError(
+                f"group {group!r} has no finished selection run to take f_pred from: run "
+                "'stemstore select' first, or give the features with --features a,b,...")
+        selection_run = int(found["id"].iloc[0])
+    else:
+        run = store.read_sql("SELECT kind, status, group_name FROM runs WHERE id = :r", {"r": selection_run})
+        if run.empty:
+            raise StemstoreError(f"unknown run {selection_run}")
+        kind, status, run_group = run.iloc[0]
+        if kind != "selection":
+            raise StemstoreError(f"run {selection_run} is a {kind} run, not a selection run")
+        if status != "done":
+            raise StemstoreError(f"selection run {selection_run} is {status}, not done")
+        if run_group != group:
+            raise StemstoreError(f"selection run {selection_run} is of group {run_group!r}, not {group!r}")
+    names = store.read_sql(
+        "SELECT f.name FROM selection_features sf JOIN features f ON f.id = sf.feature_id "
+        "WHERE sf.run_id = :r AND sf.in_fpred ORDER BY sf.pred_order, f.position",
+        {"r": selection_run})["name"].tolist()
+    if not names:
+        raise StemstoreError(f"selection run {selection_run} has an empty f_pred")
+    return selection_run, names
+
+
+def latest_regression_run(store: Store, group: str) -> int:
+    """The id of the group's latest finished regression run."""
+    store.group_instruments(group)  # unknown group: a clear error
+    found = store.read_sql(
+        "SELECT MAX(id) AS id FROM runs WHERE kind = :k AND status = 'done' AND group_name = :g",
+        {"k": RUN_KIND, "g": group})
+    if found.empty or pd.isna(found["id"].iloc[0]):
+        raise StemstoreError(f"group {group!r} has no finished regression run: run 'stemstore regress --group {group}'")
+    return int(found["id"].iloc[0])
+
+
+def run_features(store: Store, run_id: int) -> list[str]:
+    """The target features of a regression run, in f_pred order (from its parameters)."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != RUN_KIND:
+            raise StemstoreError(f"run {run_id} is not a regression run")
+        return list(run.params["features"])
+
+
+# -- the run ---------------------------------------------------------------------------------
+def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataFrame:
+    """The group's paired segments (raw and stem rows) with the features, indexed by segment_id.
+
+    Raises StemstoreError when there are none, or when a segment lacks one of the features.
+    """
+    frame = exchange_feature_matrix(store, group, features)
+    frame = frame[frame["pair"].notna()]
+    if frame.empty:
+        raise StemstoreError(f"group {group!r} has no paired segments with extracted features")
+    missing = frame[list(features)].isna()
+    if missing.to_numpy().any():
+        counts = missing.sum()
+        worst = [f"{name} ({int(n)} segments)" for name, n in counts[counts > 0].items()]
+        example = frame[missing.any(axis=1)].iloc[0]
+        raise StemstoreError(
+            f"{int(missing.any(axis=1).sum())} of the group's {len(frame)} paired segments lack "
+            f"values of: {', '.join(worst[:5])}; e.g. {example['multitrack']} pair {example['pair']} "
+            f"({example['role']}). Extract them, or leave those features out with --features")
+    return frame
+
+
+def exchange_feature_matrix(store: Store, group: str, features: Sequence[str] | None) -> pd.DataFrame:
+    from .exchange import feature_matrix
+
+    return feature_matrix(store, group=group, features=list(features) if features else None)
+
+
+def regress(
+    store: Store,
+    group: str,
+    features: Sequence[str] | None = None,
+    selection_run: int | None = None,
+    preset: str = "tuned",
+    outliers: str = "3sigma",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    grids: Mapping[str, Mapping[str, list]] | None = None,
+    ensemble_threshold: float = 0.5,
+) -> int:
+    """Fit the five models on ``group``'s pairs, record a regression run, return its id.
+
+    Features (inputs and targets): ``features`` when given, else the f_pred of ``selection_run``
+    or of the group's latest finished selection run. Pairs keep their stored split; without one,
+    a seeded split holds out whole multitracks. ``grids`` overrides the tuned preset's grids
+    (see :data:`stemstore.regression.TUNED_GRIDS`).
+    """
+    store.group_instruments(group)  # an unknown group is an error before anything else
+    if preset not in rg.PRESETS:
+        raise StemstoreError(f"unknown preset {preset!r}; use one of {', '.join(rg.PRESETS)}")
+    if outliers not in rg.OUTLIER_RULES:
+        raise StemstoreError(f"unknown outlier rule {outliers!r}; use one of {', '.join(rg.OUTLIER_RULES)}")
+    if not 0.0 < test_fraction < 1.0:
+        raise StemstoreError(f"the test fraction must be between 0 and 1, got {test_fraction}")
+    if preset == "paper" and group not in rg.PAPER_HYPERPARAMETERS:
+        raise StemstoreError(f"the paper preset has hyperparameters only for groups "
+                             f"{', '.join(rg.PAPER_HYPERPARAMETERS)}; use --preset tuned for {group!r}")
+    if features:
+        features = list(dict.fromkeys(features))
+        store.feature_ids(features)  # unknown names: a clear error
+        if selection_run is not None:
+            selection_fpred(store, group, selection_run)  # still check the run the user named
+    else:
+        selection_run, features = selection_fpred(store, group, selection_run)
+
+    frame = paired_matrix(store, group, features)
+    # Keys sort alphabetically in the stored JSON; only "features" holds feature names, so the
+    # views can read f_pred order as each name's position in the text (see queries/table6.sql).
+    params = {"group": group, "preset": preset, "outliers": outliers, "test_fraction": test_fraction,
+              "seed": seed, "ensemble_threshold": ensemble_threshold, "features": features,
+              "selection_run": selection_run, "grids": rg._json_safe(dict(grids)) if grids else None}
+    run_id = store.start_run(RUN_KIND, group=group, params=params, seed=seed)
+    try:
+        try:
+            result = rg.run_regression(
+                frame.reset_index(drop=True), features, group, preset=preset, outliers=outliers,
+                test_fraction=test_fraction, seed=seed, n_jobs=n_jobs, grids=grids,
+                ensemble_threshold=ensemble_threshold)
+        except ValueError as exc:
+            raise StemstoreError(f"group {group}: {exc}") from exc
+        _write_results(store, run_id, frame, result, params)
+    except BaseException as exc:  # also Ctrl-C: the run says it failed, nothing partial is kept
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        store.finish_run(run_id, status="failed", message=message)
+        raise
+    return run_id
+
+
+def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.RegressionResult,
+                   params: dict) -> None:
+    """Everything the run produced, and its status 'done', in one transaction."""
+    feature_id = dict(zip(result.features, store.feature_ids(result.features).tolist()))
+
+    # The snapshot: every paired segment used, with its side of the split.
+    split_of = {**{p: "train" for p in result.train_pairs}, **{p: "test" for p in result.test_pairs},
+                **{p: "train" for p in result.removed_outlier_pairs}}
+    outliers = set(result.removed_outlier_pairs)
+    pairs = frame["pair"].astype(str)
+    snapshot = pd.DataFrame({
+        "run_id": run_id,
+        "segment_id": frame.index.to_numpy(dtype=np.int64),
+        "split": pairs.map(split_of).to_numpy(dtype=object),
+        "excluded": np.where(pairs.isin(outliers), "outlier", None).astype(object),
+    })
+
+    predictions = pd.concat([
+        pd.DataFrame({"run_id": run_id, "model": name, "pair": m.predictions["pair"].astype(str),
+                      "feature_id": m.predictions["feature"].map(feature_id).astype(np.int64),
+                      "y_true": m.predictions["stem"], "y_pred": m.predictions["predicted"]})
+        for name, m in result.models.items()], ignore_index=True)
+
+    metrics = [{"run_id": run_id, "model": row.model, "feature_id": feature_id[row.feature],
+                "mape": float(row.mape), "mae": float(row.mae), "n_zero_targets": int(row.n_zero_targets)}
+               for row in result.metrics_table().itertuples(index=False)]
+
+    models = [{"run_id": run_id, "model": name, "hyperparams": m.hyperparameters, "cv_scores": m.cv,
+               "artifact": rg.model_to_bytes(m.estimator)} for name, m in result.models.items()]
+    ensemble = result.ensemble
+    if ensemble.is_average:
+        models.append({"run_id": run_id, "model": ENSEMBLE_MODEL,
+                       "hyperparams": {"models": list(ensemble.models)}, "cv_scores": None,
+                       "artifact": rg.model_to_bytes(result.best_estimator)})
+    candidates = [{"run_id": run_id, "candidate": "+".join(row.models), "models": list(row.models),
+                   "kept_features": list(ensemble.kept_features), "a_mape": float(row.a_mape),
+                   "is_best": i == 0}
+                  for i, row in enumerate(ensemble.candidates.itertuples(index=False))]
+
+    counts = {"pairs": len(result.train_pairs) + len(result.test_pairs) + len(result.removed_outlier_pairs),
+              "train_pairs": len(result.train_pairs), "test_pairs": len(result.test_pairs),
+              "outlier_pairs": len(result.removed_outlier_pairs),
+              "best": "+".join(ensemble.models) or None,
+              "a_mape": ensemble.a_mape if ensemble.models else None,
+              "warnings": list(result.warnings)}
+
+    with store.session() as s:
+        conn = s.connection()
+        insert_frame(store, conn, "run_segments", snapshot)
+        insert_frame(store, conn, "regression_predictions", predictions)
+        s.execute(sa.insert(RegressionMetric), metrics)
+        s.execute(sa.insert(RegressionModel), models)
+        if candidates:
+            s.execute(sa.insert(RegressionEnsemble), candidates)
+        run = s.get(Run, run_id)
+        run.params = {**params, **result.parameters()}
+        run.counts = counts
+        run.status, run.finished_at = "done", utcnow()
+
+
+def insert_frame(store: Store, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
+    """Insert a DataFrame with text columns in one statement (Store.bulk_insert takes numbers
+    only): an Arrow scan on DuckDB, COPY on PostgreSQL, inside the caller's transaction."""
+    if frame.empty:
+        return
+    columns = ", ".join(frame.columns)
+    raw = conn.connection.driver_connection
+    if store.dialect == "duckdb":
+        raw.register("_stemstore_rows", frame)
+        try:
+            raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_rows")
+        finally:
+            raw.unregister("_stemstore_rows")
+        return
+    rows = zip(*(frame[c].tolist() for c in frame.columns))  # Python scalars, None for NULL
+    with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+# -- reading a run back ----------------------------------------------------------------------
+@dataclass
+class StoredModel:
+    """The best model of a regression run, loaded from its skops bytes."""
+
+    run_id: int
+    name: str  #: a model name, or "ensemble" for an average
+    models: list[str]  #: the models it averages (one for a single model)
+    features: list[str]  #: inputs and targets, in f_pred order
+    estimator: object
+    a_mape: float | None
+
+
+def best_model(store: Store, run_id: int) -> StoredModel:
+    """Load the best model (or average of models) of regression run ``run_id``."""
+    features = run_features(store, run_id)
+    best = store.read_sql(
+        "SELECT candidate, models, a_mape FROM regression_ensembles WHERE run_id = :r AND is_best",
+        {"r": run_id})
+    if best.empty:
+        raise StemstoreError(
+            f"regression run {run_id} chose no model: no target feature was predicted within the "
+            "ensemble threshold (see 'stemstore report table6')")
+    models = _json_list(best["models"].iloc[0])
+    name = models[0] if len(models) == 1 else ENSEMBLE_MODEL
+    artifact = store.read_sql("SELECT artifact FROM regression_models WHERE run_id = :r AND model = :m",
+                              {"r": run_id, "m": name})
+    if artifact.empty or artifact["artifact"].iloc[0] is None:
+        raise StemstoreError(f"regression run {run_id} has no stored model {name!r}")
+    try:
+        estimator = rg.model_from_bytes(artifact["artifact"].iloc[0])
+    except ValueError as exc:
+        raise StemstoreError(f"regression run {run_id}: {exc}") from exc
+    return StoredModel(run_id, name, models, features, estimator, float(best["a_mape"].iloc[0]))
+
+
+def _json_list(value) -> list:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def segment_seconds(store: Store, run_id: int) -> float:
+    """The window the run's segments were cut with: their median duration, or METHOD.md's
+    10 s when they carry none (imported values)."""
+    from .audio import SEGMENT_SECONDS
+
+    durations = store.read_sql(
+        "SELECT s.duration FROM run_segments rs JOIN segments s ON s.id = rs.segment_id "
+        "WHERE rs.run_id = :r AND s.duration IS NOT NULL AND s.duration > 0", {"r": run_id})
+    return float(durations["duration"].median()) if len(durations) else SEGMENT_SECONDS
+
+
+# -- prediction ------------------------------------------------------------------------------
+def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
+    """The raw recording's own values and the predicted stem values of the group's targets.
+
+    The recording is analysed as METHOD.md section 2 analyses a raw track: mono, 44.1 kHz, the
+    highest-energy window as long as the group's segments (10 s by default), ReplayGain and
+    EqualLoudness, then the catalog's features. A recording shorter than the window is analysed
+    whole (the frame's ``attrs["notes"]`` says so). Model: the best of the group's latest
+    regression run. Columns: feature, raw, predicted_stem; ``attrs`` holds run_id, model, window.
+    """
+    from .audio import SAMPLE_RATE, AudioError, highest_energy_window, is_silent, load_mono, preprocess
+    from .features import FeatureExtractor
+
+    run_id = latest_regression_run(store, group)
+    stored = best_model(store, run_id)
+    catalog_names = set(store.features["name"])
+    not_catalog = [f for f in stored.features if f not in catalog_names]
+    if not_catalog:
+        raise StemstoreError(f"run {run_id}'s features are not all catalog features: {', '.join(not_catalog)}")
+
+    try:
+        audio = load_mono(audio_path)
+    except AudioError as exc:
+        raise StemstoreError(str(exc)) from exc
+    seconds = segment_seconds(store, run_id)
+    window = int(round(seconds * SAMPLE_RATE))
+    notes = []
+    if audio.size >= window:
+        start = highest_energy_window(audio, window)
+        segment = audio[start:start + window]
+    else:
+        start, segment = 0, audio
+        notes.append(f"the recording ({audio.size / SAMPLE_RATE:.2f} s) is shorter than the "
+                     f"{seconds:g} s window: analysed whole, so length-dependent features may be off")
+    if is_silent(segment):
+        raise StemstoreError(f"{audio_path}: the analysed window is silent; nothing to predict from")
+    try:
+        ready, _gain = preprocess(segment)
+        extractor = FeatureExtractor()
+        values = extractor.extract(ready)
+    except ValueError as exc:
+        raise StemstoreError(f"{audio_path}: cannot analyse it: {exc}") from exc
+
+    by_name = dict(zip(extractor.names, values.tolist()))
+    raw = np.array([by_name[f] for f in stored.features], dtype=float)
+    bad = [f for f, v in zip(stored.features, raw) if not np.isfinite(v)]
+    if bad:
+        raise StemstoreError(f"{audio_path}: Essentia gives no finite value of {', '.join(bad)} "
+                             "for this recording; cannot predict")
+    predicted = rg.predict_stem(stored.estimator, raw)
+    out = pd.DataFrame({"feature": stored.features, "raw": raw, "predicted_stem": predicted})
+    out.attrs.update({"run_id": run_id, "model": "+".join(stored.models), "a_mape": stored.a_mape,
+                      "window_start_s": start / SAMPLE_RATE, "window_s": min(seconds, audio.size / SAMPLE_RATE),
+                      "notes": notes})
+    return out
+
+
+# -- the figure ------------------------------------------------------------------------------
+def pca_features(store: Store, group: str) -> tuple[str, list[str]]:
+    """(where from, features) for the group's PCA: its latest regression run, else its latest
+    selection run's f_pred."""
+    store.group_instruments(group)
+    try:
+        run_id = latest_regression_run(store, group)
+        return f"regression run {run_id}", run_features(store, run_id)
+    except StemstoreError:
+        pass
+    try:
+        run_id, names = selection_fpred(store, group)
+    except StemstoreError:
+        raise StemstoreError(f"group {group!r} has no regression or selection run to take the "
+                             "features from: run 'stemstore regress' or 'stemstore select' first") from None
+    return f"selection run {run_id}", names
+
+
+def pca_figure(store: Store, group: str, path: str | Path) -> dict:
+    """Write "Fig. 4" for ``group`` to ``path``: all its segments' raw and stem f_pred vectors
+    in two PCA dimensions. Segments lacking a value of a feature are left out (counted)."""
+    from .regression_plots import plot_pca
+    import matplotlib.pyplot as plt
+
+    source, features = pca_features(store, group)
+    frame = exchange_feature_matrix(store, group, features)
+    complete = frame[features].notna().all(axis=1) & np.isfinite(frame[features]).all(axis=1)
+    left_out = int((~complete).sum())
+    frame = frame[complete]
+    raw, stem = frame[frame["role"] == "raw"], frame[frame["role"] == "stem"]
+    try:
+        fig = plot_pca(raw, stem, features, path=path,
+                       title=f"{group}: PCA of {len(features)} features ({source}), raw vs stem")
+    except ValueError as exc:
+        raise StemstoreError(f"group {group}: {exc}") from exc
+    plt.close(fig)
+    return {"source": source, "features": features, "raw": len(raw), "stem": len(stem), "left_out": left_out}
