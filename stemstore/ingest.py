@@ -278,9 +278,11 @@ def ingest(store: Store, path: Path | str, format: str = "medleydb",
         nonlocal done
         if not batch:
             return
-        if summary.run_id is None:  # the ingest run exists once something is written, only then
-            summary.run_id = store.start_run("ingest", params=params)
         _write_batch(store, corpus_id, batch, summary)
+        if summary.run_id is None and summary.changed_anything:
+            # an ingest run is recorded when something changed (refreshed file stamps alone
+            # are not a change), so a repeated ingest leaves no trace
+            summary.run_id = store.start_run("ingest", params=params)
         for spec, _ in batch:
             done += 1
             if progress:
