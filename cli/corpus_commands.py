@@ -120,7 +120,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
 ) -> None:
     """Write a synthetic MedleyDB-layout corpus with known mixing (METADATA.yaml, WAV files
-    and each stem's effect chain in <name>_MIXING.json), for tests and trials.
+    and each stem's effect chain in `<name>_MIXING.json`), for tests and trials.
 
     Example: `stemstore synth /tmp/corpus --multitracks 5 --seconds 10 && stemstore ingest /tmp/corpus`
     """
