@@ -1,0 +1,379 @@
+"""Feature extraction: all 1812 catalog features of every pending segment (METHOD.md section 3).
+
+For one segment (:func:`compute_segment`, a pure function of the segment's description)::
+
+    audio = load_mono(path)[start_sample:start_sample + window_samples]
+    audio, _ = preprocess(audio, normalise=params["normalise"])   # ReplayGain + EqualLoudness
+    values = FeatureExtractor().extract(audio)                    # 1812 float64, catalog order
+
+:func:`extract` runs that over every pending segment, inline, in local worker processes or on
+a Dask cluster, and writes each result from this process:
+
+* **One transaction per segment.** The segment's 1812 values are inserted (one bulk insert)
+  in the same transaction that moves its status from ``pending`` to ``extracted``; the update
+  only succeeds while the segment is still pending, so a kill at any moment leaves each
+  segment either untouched (pending, no values) or complete, and a rerun (or a second
+  extractor running at the same time) never writes a segment twice. The ``feature_values``
+  primary key (segment_id, feature_id) would refuse a duplicate anyway.
+* **Failures do not stop the run.** A segment whose audio cannot be loaded or makes Essentia
+  fail is marked ``failed`` with the error; the others go on.
+* **Non-finite values are stored as computed** (NaN, +/-inf) and counted on the run. They are
+  replaced when a matrix is read for analysis (:func:`analysis_matrix`): NaN by the feature's
+  mean over the segments analysed, +/-inf by its largest/smallest finite value.
+
+Workers never touch the database: they get (path, start, length, normalise) and return the
+values. Dask workers must see the corpus files at the same paths as this process (a shared
+filesystem).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from .audio import SAMPLE_RATE, AudioError, load_mono, preprocess
+from .errors import StemstoreError
+from .features import FeatureExtractor, replace_non_finite
+
+if TYPE_CHECKING:  # workers import this module: keep the database layer out of their imports
+    from .store import Store
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------------------------
+# One segment (runs in a worker)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """Everything a worker needs to compute one segment's features (no database access)."""
+
+    segment_id: int
+    path: str
+    start_sample: int
+    n_samples: int
+    normalise: bool
+
+
+@dataclass
+class SegmentResult:
+    segment_id: int
+    values: np.ndarray | None  # 1812 float64 in catalog order, or None when it failed
+    error: str | None = None
+
+
+_local = threading.local()
+
+
+def _extractor() -> FeatureExtractor:
+    """This worker's (thread's) FeatureExtractor, built once and reused for every segment."""
+    extractor = getattr(_local, "extractor", None)
+    if extractor is None:
+        import essentia
+
+        essentia.log.warningActive = False  # Essentia warns on teardown of its networks
+        extractor = _local.extractor = FeatureExtractor()
+    return extractor
+
+
+def segment_audio(task: SegmentTask) -> np.ndarray:
+    """The pre-processed audio of a segment, recomputed from its file (see module docstring)."""
+    audio = load_mono(task.path)
+    end = task.start_sample + task.n_samples
+    if audio.size < end:
+        raise AudioError(f"{task.path} is {audio.size / SAMPLE_RATE:.2f} s long, shorter than the "
+                         f"segment's end at {end / SAMPLE_RATE:.2f} s (did the file change?)")
+    return preprocess(audio[task.start_sample:end], normalise=task.normalise)[0]
+
+
+def compute_segment(task: SegmentTask) -> SegmentResult:
+    """Compute one segment's 1812 values; any error becomes the result's ``error``."""
+    try:
+        values = _extractor().extract(segment_audio(task))
+        return SegmentResult(task.segment_id, np.asarray(values, dtype=np.float64))
+    except Exception as exc:  # Essentia raises RuntimeError; audio problems AudioError/ValueError
+        message = str(exc).strip().replace("\n", " ") or type(exc).__name__
+        return SegmentResult(task.segment_id, None, f"{type(exc).__name__}: {message}"[:1000])
+
+
+# --------------------------------------------------------------------------------------------
+# Where segments are computed: inline, local processes, a Dask cluster
+# --------------------------------------------------------------------------------------------
+
+def _inline(tasks: list[SegmentTask]) -> Iterator[SegmentResult]:
+    for task in tasks:
+        yield compute_segment(task)
+
+
+def _process_context():
+    """How worker processes start: forked where the platform can, so they inherit the modules
+    already imported here (Essentia alone takes seconds to import) and start in well under a
+    second. Forked workers only compute: they never use the database connections they inherit.
+    Elsewhere (Windows, macOS defaults) they are spawned and import what they need."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _local_processes(tasks: list[SegmentTask], workers: int) -> Iterator[SegmentResult]:
+    """Results in completion order from ``workers`` processes, each reusing one
+    FeatureExtractor. At most two tasks per worker are in flight."""
+    pending_tasks = iter(tasks)
+    context = _process_context()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        in_flight = set()
+
+        def top_up() -> None:
+            while len(in_flight) < 2 * workers:
+                task = next(pending_tasks, None)
+                if task is None:
+                    return
+                in_flight.add(pool.submit(compute_segment, task))
+
+        top_up()
+        try:
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    in_flight.remove(future)
+                    yield future.result()
+                top_up()
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+
+
+def _dask(tasks: list[SegmentTask], address: str) -> Iterator[SegmentResult]:
+    """Results in completion order from the Dask cluster at ``address``. Tasks are submitted
+    a few per worker thread at a time, so a huge backlog never sits in the scheduler."""
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(address, timeout="20s")
+    except Exception as exc:
+        raise StemstoreError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+    try:
+        threads = max(1, sum(client.nthreads().values()))
+        pending_tasks = iter(tasks)
+
+        def submit(task: SegmentTask):
+            return client.submit(compute_segment, task, key=f"stemstore-segment-{task.segment_id}-{time.time_ns()}",
+                                 pure=False)
+
+        first = [submit(t) for t in (next(pending_tasks, None) for _ in range(2 * threads)) if t is not None]
+        queue = as_completed(first)
+        for future in queue:
+            result = future.result()
+            future.release()
+            task = next(pending_tasks, None)
+            if task is not None:
+                queue.add(submit(task))
+            yield result
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ExtractSummary:
+    """What one ``extract`` call did."""
+
+    run_id: int | None
+    pending: int = 0              # segments that were pending when the run started
+    extracted: int = 0
+    failed: int = 0
+    non_finite: int = 0           # NaN/inf values among those written
+    already_done: int = 0         # written meanwhile by another extractor (not written again)
+    seconds: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (segment id, error), first few
+
+    def describe(self) -> str:
+        if self.pending == 0:
+            return "nothing to do: no pending segments (run 'stemstore segment' first?)"
+        rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
+        text = (f"extracted {self.extracted} of {self.pending} pending segments in {self.seconds:.1f} s "
+                f"({rate:.2f} segments/s); {self.failed} failed; {self.non_finite} non-finite values stored "
+                "(replaced when analysed)")
+        if self.already_done:
+            text += f"; {self.already_done} already done by another run"
+        for segment_id, error in self.failures[:5]:
+            text += f"\n  segment {segment_id} failed: {error}"
+        if self.failed > 5:
+            text += f"\n  ... and {self.failed - 5} more (see segments.reason)"
+        return text
+
+
+_PENDING_SQL = """
+SELECT s.id AS segment_id, s.start, s.duration, s.params, t.path, c.root
+FROM segments s
+JOIN tracks t ON t.id = s.track_id
+JOIN multitracks m ON m.id = t.multitrack_id
+JOIN corpora c ON c.id = m.corpus_id
+WHERE s.status = 'pending' AND NOT s.stale AND s.source = 'audio'
+ORDER BY s.id
+"""
+
+
+def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
+    """The pending segments as worker tasks, oldest first."""
+    rows = store.read_sql(_PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""))
+    tasks = []
+    for row in rows.itertuples(index=False):
+        params = json.loads(row.params) if isinstance(row.params, str) else (row.params or {})
+        path = str(Path(row.root) / row.path) if row.root and row.path else (row.path or "")
+        start = params.get("start_sample")
+        if start is None:
+            start = int(round(row.start * SAMPLE_RATE))
+        n_samples = params.get("window_samples") or int(round(row.duration * SAMPLE_RATE))
+        tasks.append(SegmentTask(int(row.segment_id), path, int(start), int(n_samples),
+                                 bool(params.get("normalise", True))))
+    return tasks
+
+
+def _write_result(store: Store, result: SegmentResult, feature_ids: np.ndarray) -> bool:
+    """Write one segment's outcome in one transaction; False if it was no longer pending."""
+    with store.engine.begin() as conn:
+        if result.values is None:
+            changed = conn.execute(sa.text(
+                "UPDATE segments SET status = 'failed', reason = :reason "
+                "WHERE id = :id AND status = 'pending' RETURNING id"),
+                {"id": result.segment_id, "reason": result.error}).fetchall()
+            return bool(changed)
+        if len(result.values) != len(feature_ids):
+            raise StemstoreError(f"segment {result.segment_id}: {len(result.values)} values for "
+                                 f"{len(feature_ids)} catalog features")
+        changed = conn.execute(sa.text(
+            "UPDATE segments SET status = 'extracted', reason = NULL "
+            "WHERE id = :id AND status = 'pending' AND NOT stale RETURNING id"),
+            {"id": result.segment_id}).fetchall()
+        if not changed:
+            return False
+        store.bulk_insert(conn, "feature_values", pd.DataFrame({
+            "segment_id": np.full(len(feature_ids), result.segment_id, dtype=np.int64),
+            "feature_id": feature_ids,
+            "value": _float_column(result.values),
+        }))
+        return True
+
+
+def _float_column(values: np.ndarray) -> pd.arrays.ArrowExtensionArray:
+    """float64 values as an Arrow-backed column, so that NaN stays a NaN value.
+
+    DuckDB's scan of a plain numpy float column reads NaN as NULL, which ``feature_values.value``
+    (NOT NULL) refuses; in an Arrow array NaN is a value like any other. PostgreSQL's COPY path
+    reads the same column back as numpy float64, NaN included.
+    """
+    return pd.arrays.ArrowExtensionArray(pa.array(np.asarray(values, dtype=np.float64)))
+
+
+def _software(dask_address: str | None) -> dict:
+    if dask_address is None:
+        return {}
+    from importlib import metadata
+
+    return {name: metadata.version(name) for name in ("dask", "distributed")}
+
+
+def extract(store: Store, workers: int = 1, dask_address: str | None = None,
+            progress: ProgressCallback | None = None, limit: int | None = None) -> ExtractSummary:
+    """Compute and store the features of every pending segment (at most ``limit``).
+
+    ``workers`` > 1 runs that many local processes; ``dask_address`` (e.g.
+    ``tcp://scheduler:8786``) runs the work on a Dask cluster instead. Results are written
+    here, one transaction per segment. ``progress(done, total)`` is called after each
+    segment. Records an ``extraction`` run with the counts.
+    """
+    if workers < 1:
+        raise StemstoreError(f"--workers must be at least 1 (got {workers})")
+    if limit is not None and limit < 0:
+        raise StemstoreError(f"limit must not be negative (got {limit})")
+    feature_ids = store.features["id"].to_numpy(dtype=np.int64)  # catalog order
+    tasks = pending_tasks(store, limit)
+    summary = ExtractSummary(run_id=None, pending=len(tasks))
+    if not tasks:
+        return summary
+
+    mode = "dask" if dask_address else ("processes" if workers > 1 else "inline")
+    run_id = store.start_run("extraction", params={
+        "mode": mode, "workers": workers if not dask_address else None, "dask_address": dask_address,
+        "limit": limit, "pending": len(tasks), "n_features": len(feature_ids),
+        "software": _software(dask_address)})
+    summary.run_id = run_id
+    if dask_address:
+        results: Iterable[SegmentResult] = _dask(tasks, dask_address)
+    elif workers > 1:
+        results = _local_processes(tasks, min(workers, len(tasks)))
+    else:
+        results = _inline(tasks)
+
+    started = time.perf_counter()
+    try:
+        for done, result in enumerate(results, start=1):
+            if not _write_result(store, result, feature_ids):
+                summary.already_done += 1
+            elif result.values is None:
+                summary.failed += 1
+                if len(summary.failures) < 20:
+                    summary.failures.append((result.segment_id, result.error or ""))
+            else:
+                summary.extracted += 1
+                summary.non_finite += int(np.count_nonzero(~np.isfinite(result.values)))
+            if progress:
+                progress(done, len(tasks))
+    except BaseException as exc:
+        summary.seconds = time.perf_counter() - started
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+        store.finish_run(run_id, status="failed", counts=_counts(summary), message=reason[:500])
+        raise
+    summary.seconds = time.perf_counter() - started
+    store.finish_run(run_id, status="done", counts=_counts(summary),
+                     message=f"{summary.failed} segment(s) failed" if summary.failed else None)
+    return summary
+
+
+def _counts(summary: ExtractSummary) -> dict:
+    return {"pending": summary.pending, "extracted": summary.extracted, "failed": summary.failed,
+            "non_finite_values": summary.non_finite, "already_done": summary.already_done,
+            "seconds": round(summary.seconds, 3)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading for analysis: the matrix with non-finite values handled
+# --------------------------------------------------------------------------------------------
+
+def analysis_matrix(store: Store, *, group: str | None = None, instruments: list[str] | None = None,
+                    features: list[str] | None = None,
+                    segment_ids: list[int] | None = None) -> tuple[pd.DataFrame, int]:
+    """The wide matrix an analysis reads, with non-finite values replaced (METHOD.md section 3).
+
+    Same rows and columns as :func:`stemstore.exchange.feature_matrix` (by default the
+    features every selected segment has a value for), but NaN is replaced by the feature's
+    mean over these segments and +/-inf by its largest/smallest finite value. Returns the
+    matrix and how many values were replaced (to record on the analysis run).
+    """
+    from .exchange import META_COLUMNS, feature_matrix
+
+    wide = feature_matrix(store, group=group, instruments=instruments, features=features,
+                          segment_ids=segment_ids, complete=features is None)
+    columns = [c for c in wide.columns if c not in META_COLUMNS]
+    if not columns or wide.empty:
+        return wide, 0
+    cleaned, n_replaced = replace_non_finite(wide[columns].to_numpy(dtype=np.float64))
+    wide = wide.copy()
+    wide[columns] = cleaned
+    return wide, n_replaced
