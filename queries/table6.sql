@@ -2,14 +2,12 @@
 -- f_pred order) and model, the mape and mae on the run's test pairs.
 --   mape is 'inf' (+Infinity) when a test pair has a zero target value, where the ratio is
 --   undefined; n_zero_targets says how many zeros there were.
---   feature_order is the feature's place in the run's f_pred: the position of its quoted name
---   in the run's parameters (JSON text whose only list of names is "features").
+--   feature_order is the target feature's place in the run's f_pred.
 --   is_latest marks each group's latest finished regression run.
 -- report order: group_name, run_id, feature_order, model
 SELECT r.group_name,
        r.id AS run_id,
-       DENSE_RANK() OVER (PARTITION BY r.id
-                          ORDER BY STRPOS(r.params, '"' || f.name || '"')) AS feature_order,
+       m.position AS feature_order,
        f.name AS feature,
        m.model,
        m.mape,

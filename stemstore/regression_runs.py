@@ -160,8 +160,6 @@ def regress(
         selection_run, features = selection_fpred(store, group, selection_run)
 
     frame = paired_matrix(store, group, features)
-    # Keys sort alphabetically in the stored JSON; only "features" holds feature names, so the
-    # views can read f_pred order as each name's position in the text (see queries/table6.sql).
     params = {"group": group, "preset": preset, "outliers": outliers, "test_fraction": test_fraction,
               "seed": seed, "ensemble_threshold": ensemble_threshold, "features": features,
               "selection_run": selection_run, "grids": rg._json_safe(dict(grids)) if grids else None}
@@ -205,8 +203,10 @@ def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.Re
                       "y_true": m.predictions["stem"], "y_pred": m.predictions["predicted"]})
         for name, m in result.models.items()], ignore_index=True)
 
+    position = {name: i for i, name in enumerate(result.features, start=1)}  # f_pred order
     metrics = [{"run_id": run_id, "model": row.model, "feature_id": feature_id[row.feature],
-                "mape": float(row.mape), "mae": float(row.mae), "n_zero_targets": int(row.n_zero_targets)}
+                "position": position[row.feature], "mape": float(row.mape), "mae": float(row.mae),
+                "n_zero_targets": int(row.n_zero_targets)}
                for row in result.metrics_table().itertuples(index=False)]
 
     models = [{"run_id": run_id, "model": name, "hyperparams": m.hyperparameters, "cv_scores": m.cv,
@@ -230,8 +230,8 @@ def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.Re
 
     with store.session() as s:
         conn = s.connection()
-        insert_frame(store, conn, "run_segments", snapshot)
-        insert_frame(store, conn, "regression_predictions", predictions)
+        store.bulk_insert(conn, "run_segments", snapshot)
+        store.bulk_insert(conn, "regression_predictions", predictions)
         s.execute(sa.insert(RegressionMetric), metrics)
         s.execute(sa.insert(RegressionModel), models)
         if candidates:
@@ -240,26 +240,6 @@ def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.Re
         run.params = {**params, **result.parameters()}
         run.counts = counts
         run.status, run.finished_at = "done", utcnow()
-
-
-def insert_frame(store: Store, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
-    """Insert a DataFrame with text columns in one statement (Store.bulk_insert takes numbers
-    only): an Arrow scan on DuckDB, COPY on PostgreSQL, inside the caller's transaction."""
-    if frame.empty:
-        return
-    columns = ", ".join(frame.columns)
-    raw = conn.connection.driver_connection
-    if store.dialect == "duckdb":
-        raw.register("_stemstore_rows", frame)
-        try:
-            raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_rows")
-        finally:
-            raw.unregister("_stemstore_rows")
-        return
-    rows = zip(*(frame[c].tolist() for c in frame.columns))  # Python scalars, None for NULL
-    with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
 
 
 # -- reading a run back ----------------------------------------------------------------------

@@ -286,6 +286,7 @@ class RegressionMetric(Base):
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
     model: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     feature_id: Mapped[int] = mapped_column(sa.ForeignKey("features.id"), primary_key=True)
+    position: Mapped[int | None] = mapped_column(sa.Integer)  # the target's place in f_pred
     mape: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     mae: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     n_zero_targets: Mapped[int] = mapped_column(sa.Integer, default=0)

@@ -140,6 +140,7 @@ def upgrade() -> None:
     sa.Column('run_id', sa.BigInteger(), nullable=False),
     sa.Column('model', sa.Text(), nullable=False),
     sa.Column('feature_id', sa.BigInteger(), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=True),
     sa.Column('mape', sa.Float(precision=53), nullable=True),
     sa.Column('mae', sa.Float(precision=53), nullable=True),
     sa.Column('n_zero_targets', sa.Integer(), nullable=False),
