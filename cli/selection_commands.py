@@ -48,15 +48,10 @@ def plot_importance(group: GroupArg, output: OutputOption, run: RunOption = None
 
     Example: `stemstore plot importance --group bass -o fig2-bass.png`
     """
-    from stemstore.plots import plot_importance as draw
-    from stemstore.selection_runs import latest_selection_run, selection_results
+    from stemstore.selection_runs import importance_figure
 
     with open_store(db) as store:
-        run_id = latest_selection_run(store, group, run)
-        features, _ = selection_results(store, run_id)
-        draw(features["importance_mean"].to_numpy(), features["importance_sd"].to_numpy(),
-             features["name"].to_numpy(), top=top, path=output,
-             title=f"{group}: feature importance (selection run {run_id})")
+        importance_figure(store, group, output, run_id=run, top=top)
     typer.echo(f"wrote {output}")
 
 
@@ -67,16 +62,8 @@ def plot_oob(group: GroupArg, output: OutputOption, run: RunOption = None, db: D
 
     Example: `stemstore plot oob --group bass -o fig3-bass.png`
     """
-    from stemstore.plots import plot_oob_curves as draw
-    from stemstore.selection_runs import latest_selection_run, selection_results
+    from stemstore.selection_runs import oob_figure
 
     with open_store(db) as store:
-        run_id = latest_selection_run(store, group, run)
-        _, curves = selection_results(store, run_id)
-        curves = curves.rename(columns={"value_mean": "mean", "value_sd": "std"})
-        nested = curves[curves["curve"] == "interpretation"]
-        ascending = curves[curves["curve"] == "prediction"]
-        draw(nested, ascending, n_selected_interp=int(nested["kept"].astype(bool).sum()),
-             pred_labels=list(ascending["feature"]), path=output,
-             title=f"{group}: OOB error (selection run {run_id})")
+        oob_figure(store, group, output, run_id=run)
     typer.echo(f"wrote {output}")

@@ -154,3 +154,29 @@ def selection_results(store: Store, run_id: int) -> tuple[pd.DataFrame, pd.DataF
         "FROM selection_curves c LEFT JOIN features f ON f.id = c.feature_id "
         "WHERE c.run_id = :r ORDER BY c.curve, c.step", {"r": run_id})
     return features, curves
+
+
+def importance_figure(store: Store, group: str, path, run_id: int | None = None, top: int = 50) -> int:
+    """Fig. 2 of a selection run (default: the group's latest) as a PNG. Returns the run id."""
+    from .plots import plot_importance
+
+    run_id = latest_selection_run(store, group, run_id)
+    features, _ = selection_results(store, run_id)
+    plot_importance(features["importance_mean"].to_numpy(), features["importance_sd"].to_numpy(),
+                    features["name"].to_numpy(), top=top, path=path,
+                    title=f"{group}: feature importance (selection run {run_id})")
+    return run_id
+
+
+def oob_figure(store: Store, group: str, path, run_id: int | None = None) -> int:
+    """Fig. 3 of a selection run (default: the group's latest) as a PNG. Returns the run id."""
+    from .plots import plot_oob_curves
+
+    run_id = latest_selection_run(store, group, run_id)
+    _, curves = selection_results(store, run_id)
+    curves = curves.rename(columns={"value_mean": "mean", "value_sd": "std"})
+    nested, ascending = curves[curves["curve"] == "interpretation"], curves[curves["curve"] == "prediction"]
+    plot_oob_curves(nested, ascending, n_selected_interp=int(nested["kept"].astype(bool).sum()),
+                    pred_labels=list(ascending["feature"]), path=path,
+                    title=f"{group}: OOB error (selection run {run_id})")
+    return run_id
