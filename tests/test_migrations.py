@@ -16,6 +16,11 @@ def tables(store: Store) -> set[str]:
     return set(sa.inspect(store.engine).get_table_names())
 
 
+def test_history_is_linear():
+    """One head: every migration builds on the one before."""
+    assert len(head_revisions()) == 1
+
+
 def test_upgrade_downgrade_upgrade(db_url):
     store = Store.open(db_url, create=True, check_schema=False)
     store.upgrade()

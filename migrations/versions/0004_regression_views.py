@@ -1,7 +1,7 @@
 """views: table6 (per-feature mape/mae of regression runs) and table7 (ensembles)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26
 """
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 from stemstore.views import create_view, drop_view
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
