@@ -297,7 +297,7 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         matrix = table[feature_cols].to_numpy(dtype=np.float64)
         to_insert = np.ones_like(matrix, dtype=bool)
         if (~is_new).any():
-            old, have = _stored_values(store, conn, segment_ids[~is_new], feature_ids)
+            old, have = stored_values(store, conn, segment_ids[~is_new], feature_ids)
             new = matrix[~is_new]
             same = (old == new) | (np.isnan(old) & np.isnan(new))
             conflict = have & ~same
@@ -330,7 +330,7 @@ def _ids_by_name(s, names: list[str]) -> dict[str, int]:
     return dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
 
 
-def _stored_values(store: Store, conn, segment_ids: np.ndarray,
+def stored_values(store: Store, conn, segment_ids: np.ndarray,
                    feature_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Stored values of segments × features, and where a value is stored at all."""
     values = np.full((len(segment_ids), len(feature_ids)), np.nan)

@@ -32,6 +32,8 @@ import sqlalchemy as sa
 
 from . import regression as rg
 from .errors import StemstoreError
+from .exchange import feature_matrix, stored_values
+from .features import replace_non_finite
 from .schema import RegressionEnsemble, RegressionMetric, RegressionModel, Run, utcnow
 from .store import Store
 
@@ -95,15 +97,19 @@ def run_features(store: Store, run_id: int) -> list[str]:
 
 # -- the run ---------------------------------------------------------------------------------
 def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataFrame:
-    """The group's paired segments (raw and stem rows) with the features, indexed by segment_id.
+    """The group's paired segments (raw and stem rows) with the features, indexed by segment_id,
+    non-finite values replaced as METHOD.md section 3 says (count in ``attrs``).
 
     Raises StemstoreError when there are none, or when a segment lacks one of the features.
     """
-    frame = exchange_feature_matrix(store, group, features)
-    frame = frame[frame["pair"].notna()]
+    features = list(features)
+    frame = feature_matrix(store, group=group, features=list(features))
+    frame = frame[frame["pair"].notna()].copy()
     if frame.empty:
         raise StemstoreError(f"group {group!r} has no paired segments with extracted features")
-    missing = frame[list(features)].isna()
+    with store.engine.connect() as conn:
+        _, present = stored_values(store, conn, frame.index.to_numpy(), store.feature_ids(features))
+    missing = pd.DataFrame(~present, index=frame.index, columns=features)
     if missing.to_numpy().any():
         counts = missing.sum()
         worst = [f"{name} ({int(n)} segments)" for name, n in counts[counts > 0].items()]
@@ -112,13 +118,10 @@ def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataF
             f"{int(missing.any(axis=1).sum())} of the group's {len(frame)} paired segments lack "
             f"values of: {', '.join(worst[:5])}; e.g. {example['multitrack']} pair {example['pair']} "
             f"({example['role']}). Extract them, or leave those features out with --features")
+    values, replaced = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
+    frame[features] = values
+    frame.attrs["non_finite_replaced"] = replaced
     return frame
-
-
-def exchange_feature_matrix(store: Store, group: str, features: Sequence[str] | None) -> pd.DataFrame:
-    from .exchange import feature_matrix
-
-    return feature_matrix(store, group=group, features=list(features) if features else None)
 
 
 def regress(
@@ -224,6 +227,7 @@ def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.Re
     counts = {"pairs": len(result.train_pairs) + len(result.test_pairs) + len(result.removed_outlier_pairs),
               "train_pairs": len(result.train_pairs), "test_pairs": len(result.test_pairs),
               "outlier_pairs": len(result.removed_outlier_pairs),
+              "non_finite_replaced": int(frame.attrs.get("non_finite_replaced", 0)),
               "best": "+".join(ensemble.models) or None,
               "a_mape": ensemble.a_mape if ensemble.models else None,
               "warnings": list(result.warnings)}
@@ -377,7 +381,7 @@ def pca_figure(store: Store, group: str, path: str | Path) -> dict:
     import matplotlib.pyplot as plt
 
     source, features = pca_features(store, group)
-    frame = exchange_feature_matrix(store, group, features)
+    frame = feature_matrix(store, group=group, features=list(features))
     complete = frame[features].notna().all(axis=1) & np.isfinite(frame[features]).all(axis=1)
     left_out = int((~complete).sum())
     frame = frame[complete]

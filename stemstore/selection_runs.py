@@ -16,8 +16,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from .errors import StemstoreError
-from .exchange import META_COLUMNS, feature_matrix
-from .features import replace_non_finite
+from .exchange import META_COLUMNS
+from .extraction import analysis_matrix
 from .schema import Run
 from .selection import PRESETS, RandomForestSelector
 from .store import Store
@@ -39,7 +39,7 @@ class SelectionInput:
 def selection_input(store: Store, group: str, segment_ids: list[int] | None = None) -> SelectionInput:
     """Read a group's extracted segments; keep the features every segment has; replace
     non-finite values as METHOD.md section 3 says."""
-    wide = feature_matrix(store, group=group, segment_ids=segment_ids, complete=True)
+    wide, replaced = analysis_matrix(store, group=group, segment_ids=segment_ids)
     features = [c for c in wide.columns if c not in META_COLUMNS]
     if wide.empty or not features:
         raise StemstoreError(f"group {group!r} has no extracted features: run 'stemstore extract' "
@@ -48,8 +48,8 @@ def selection_input(store: Store, group: str, segment_ids: list[int] | None = No
     if min(n_raw, n_stem) < MIN_PER_CLASS:
         raise StemstoreError(f"group {group!r} has {n_raw} raw and {n_stem} stem segments; selection "
                              f"needs at least {MIN_PER_CLASS} of each")
-    values, replaced = replace_non_finite(wide[features].to_numpy(dtype=np.float64))
-    return SelectionInput(segment_ids=wide.index.to_numpy(), X=pd.DataFrame(values, columns=features),
+    return SelectionInput(segment_ids=wide.index.to_numpy(),
+                          X=pd.DataFrame(wide[features].to_numpy(dtype=np.float64), columns=features),
                           y=(wide["role"] == "stem").to_numpy(dtype=np.int64), non_finite_replaced=replaced)
 
 
