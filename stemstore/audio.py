@@ -20,7 +20,9 @@ import os
 import numpy as np
 
 import essentia
-import essentia.standard as es
+
+essentia.log.infoActive = False  # set before essentia.standard, which logs on import
+import essentia.standard as es  # noqa: E402
 
 #: The analysis sample rate of the method (Hz).
 SAMPLE_RATE = 44100
@@ -28,7 +30,6 @@ SAMPLE_RATE = 44100
 SEGMENT_SECONDS = 10.0
 
 # Essentia logs an INFO line for some algorithms; keep library output quiet.
-essentia.log.infoActive = False
 
 
 class AudioError(ValueError):

@@ -43,11 +43,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import essentia
-import essentia.standard as es
+
+essentia.log.infoActive = False  # set before essentia.standard, which logs on import
+import essentia.standard as es  # noqa: E402
 
 from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
 
-essentia.log.infoActive = False
 
 SAMPLE_RATE = 44100
 #: Low-level spectral frames (Essentia Extractor defaults).
