@@ -36,6 +36,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.ensemble import RandomForestRegressor
+from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, KFold
 from sklearn.multioutput import MultiOutputRegressor
@@ -738,16 +739,19 @@ def run_regression(
     X_train, Y_train = data.X[train], data.Y[train]
     check_targets_vary(Y_train, features)
 
-    if preset == "paper":
-        models, hyper, clip_notes = build_paper_models(group, len(train), len(features), seed, n_jobs)
-        notes.extend(clip_notes)
-        cv_records: dict[str, Any] = {name: None for name in MODEL_NAMES}
-        for model in models.values():
-            model.fit(X_train, Y_train)
-    else:
-        models, hyper, cv_records = fit_tuned_models(
-            X_train, Y_train, data.multitracks[train], seed=seed, n_jobs=n_jobs, grids=grids
-        )
+    with warnings.catch_warnings():
+        # one target feature is a column vector on purpose: every model gets 2-D targets
+        warnings.filterwarnings("ignore", category=DataConversionWarning)
+        if preset == "paper":
+            models, hyper, clip_notes = build_paper_models(group, len(train), len(features), seed, n_jobs)
+            notes.extend(clip_notes)
+            cv_records: dict[str, Any] = {name: None for name in MODEL_NAMES}
+            for model in models.values():
+                model.fit(X_train, Y_train)
+        else:
+            models, hyper, cv_records = fit_tuned_models(
+                X_train, Y_train, data.multitracks[train], seed=seed, n_jobs=n_jobs, grids=grids
+            )
 
     X_test, Y_test = data.X[test], data.Y[test]
     results, predictions = {}, {}
