@@ -11,6 +11,8 @@ Run by hand (never part of the test suite)::
 2. **Throughput**: ``extract`` of the same ``--segments`` pending 10-s segments with 1 and with
    2 local workers, each on a fresh copy of the segmented store, ``--repeats`` times; medians.
    Target: 2 workers >= 1.7x the segments/s of 1. The time includes starting the workers.
+   "CPUs busy" (CPU seconds of this process and its workers / wall seconds) tells a busy
+   machine (2 workers getting < 2 CPUs) from a scaling problem.
 
 The machine may be shared: timings are noisy, so medians are reported, with the load average.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -84,18 +87,27 @@ def end_to_end(corpus: Path, work: Path, workers: int) -> Path:
     return template
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def throughput(template: Path, work: Path, n_segments: int, repeats: int) -> None:
     rates: dict[int, list[float]] = {1: [], 2: []}
     for repeat in range(repeats):
         for workers in (1, 2):
             db = work / f"throughput-{workers}.duckdb"
             shutil.copy(template, db)
+            cpu_before = _cpu_seconds()
             with _store(db) as store:
                 summary = extract(store, workers=workers, limit=n_segments)
+            cores = (_cpu_seconds() - cpu_before) / summary.seconds
             rate = summary.extracted / summary.seconds
             rates[workers].append(rate)
             print(f"  repeat {repeat + 1}: {workers} worker(s): {summary.extracted} segments in "
-                  f"{summary.seconds:.1f} s = {rate:.2f} segments/s (load average {os.getloadavg()[0]:.1f})")
+                  f"{summary.seconds:.1f} s = {rate:.2f} segments/s; CPUs busy {cores:.2f} "
+                  f"(load average {os.getloadavg()[0]:.1f})")
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     verdict = "OK" if two / one >= TARGET_SPEEDUP else "below target"
     print(f"\nthroughput, median of {repeats}: 1 worker {one:.2f} segments/s, 2 workers {two:.2f} segments/s: "
