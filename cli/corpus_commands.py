@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from .common import DbOption, app, open_store, user_errors
+from .progress import progress_reporter
 from .render import Format, render
 
 
 class CorpusFormat(str, Enum):
     medleydb = "medleydb"
     folder = "folder"
-
-
-@contextmanager
-def progress_reporter(label: str) -> Iterator:
-    """A progress callback ``(done, total[, name])``: a rich bar on a terminal, plain lines on
-    stderr otherwise (logs, pipes, tests)."""
-    if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("{task.fields[item]}"), transient=True) as bar:
-            task = bar.add_task(label, total=None, item="")
-
-            def update(done: int, total: int, name: str = "") -> None:
-                bar.update(task, completed=done, total=total, item=name)
-
-            yield update
-    else:
-        def update(done: int, total: int, name: str = "") -> None:
-            typer.echo(f"{label}: {done}/{total} {name}".rstrip(), err=True)
-
-        yield update
 
 
 @app.command()

@@ -2,64 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import time
-from contextlib import contextmanager
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
-from rich.text import Text
 
 from .common import DbOption, GroupOption, app, open_store, user_errors
-
-
-# -- progress: a rich bar on a terminal, plain lines otherwise ---------------------------------
-class _RateColumn(ProgressColumn):
-    """Items per second, e.g. ``1.84/s``."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-.--/s" if speed is None else f"{speed:.2f}/s", style="progress.data.speed")
-
-
-@contextmanager
-def progress_reporter(what: str, *, plain_every: float = 5.0) -> Iterator:
-    """A ``progress(done, total)`` callback: a rich progress bar with rate and ETA when stderr
-    is a terminal, otherwise a plain line on stderr for the first item, then at most every
-    ``plain_every`` seconds, and for the last."""
-    console = Console(stderr=True)
-    if console.is_terminal:
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                       console=console, transient=False)
-        task_id = None
-
-        def update(done: int, total: int) -> None:
-            nonlocal task_id
-            if task_id is None:
-                task_id = bar.add_task(what, total=total)
-            bar.update(task_id, completed=done, total=total)
-
-        with bar:
-            yield update
-        return
-
-    started = time.monotonic()
-    last = [0.0]
-
-    def plain(done: int, total: int) -> None:
-        now = time.monotonic() - started
-        if done in (1, total) or now - last[0] >= plain_every:
-            last[0] = now
-            rate = done / now if now > 0 else 0.0
-            eta = (total - done) / rate if rate > 0 else float("nan")
-            print(f"{what}: {done}/{total} ({rate:.2f}/s, elapsed {now:.0f} s, ETA {eta:.0f} s)",
-                  file=sys.stderr, flush=True)
-
-    yield plain
+from .progress import progress_reporter
 
 
 # -- commands ------------------------------------------------------------------------------
