@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 
 from .audio import SAMPLE_RATE, AudioError, load_mono, preprocess
@@ -266,19 +265,9 @@ def _write_result(store: Store, result: SegmentResult, feature_ids: np.ndarray) 
         store.bulk_insert(conn, "feature_values", pd.DataFrame({
             "segment_id": np.full(len(feature_ids), result.segment_id, dtype=np.int64),
             "feature_id": feature_ids,
-            "value": _float_column(result.values),
+            "value": np.asarray(result.values, dtype=np.float64),
         }))
         return True
-
-
-def _float_column(values: np.ndarray) -> pd.arrays.ArrowExtensionArray:
-    """float64 values as an Arrow-backed column, so that NaN stays a NaN value.
-
-    DuckDB's scan of a plain numpy float column reads NaN as NULL, which ``feature_values.value``
-    (NOT NULL) refuses; in an Arrow array NaN is a value like any other. PostgreSQL's COPY path
-    reads the same column back as numpy float64, NaN included.
-    """
-    return pd.arrays.ArrowExtensionArray(pa.array(np.asarray(values, dtype=np.float64)))
 
 
 def _software(dask_address: str | None) -> dict:

@@ -107,10 +107,10 @@ def _store_results(store: Store, run_id: int, data: SelectionInput, selector: Ra
     curves = pd.concat([
         pd.DataFrame({"curve": "importance_sd", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
                       "n_features": np.arange(1, n + 1), "value_mean": selector.std_by_rank_,
-                      "value_sd": np.nan, "kept": None}),
+                      "value_sd": None, "kept": None}),
         pd.DataFrame({"curve": "cart", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
                       "n_features": np.arange(1, n + 1), "value_mean": selector.cart_predictions_,
-                      "value_sd": np.nan, "kept": None}),
+                      "value_sd": None, "kept": None}),
         pd.DataFrame({"curve": "interpretation", "step": interp["n_features"], "feature_id": ids[interp["feature"]],
                       "n_features": interp["n_features"], "value_mean": interp["mean"],
                       "value_sd": interp["std"], "kept": interp["n_features"] <= len(selector.f_p2_)}),

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -307,13 +308,16 @@ class Store:
     def bulk_insert(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
         """Insert a DataFrame in one statement: an Arrow scan on DuckDB, COPY on PostgreSQL
         (binary, built with numpy, when every column is numeric). Runs inside the caller's
-        transaction ``conn``; columns left out get their defaults (ids from sequences)."""
+        transaction ``conn``; columns left out get their defaults (ids from sequences).
+
+        In a float64 column NaN is a value (feature values may be NaN); a missing value is
+        None or pd.NA, stored as NULL."""
         if frame.empty:
             return
         columns = ", ".join(frame.columns)
         raw = conn.connection.driver_connection
         if self.dialect == "duckdb":
-            raw.register("_stemstore_bulk", frame)
+            raw.register("_stemstore_bulk", pa.table({c: _arrow_column(frame[c]) for c in frame.columns}))
             try:
                 raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _stemstore_bulk")
             finally:
@@ -322,9 +326,10 @@ class Store:
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_pg_binary_copy(frame, binary_types))
         else:
-            rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+            cells = [frame[c].tolist() if frame[c].dtype.kind == "f"
+                     else frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
+                for row in zip(*cells):
                     copy.write_row(row)
 
     def read_long_values(self, conn: sa.Connection, segment_sql: str, params: dict,
@@ -348,6 +353,12 @@ class Store:
                 buffer += chunk
         return _parse_pg_binary_copy(bytes(buffer), ["segment_id", "feature_id", "value"],
                                      [">i8", ">i8", ">f8"])
+
+
+def _arrow_column(column: pd.Series) -> pa.Array:
+    if column.dtype.kind == "f":
+        return pa.array(column.to_numpy())  # from numpy, NaN stays NaN (pandas would make it NULL)
+    return pa.array(column, from_pandas=True)
 
 
 def instrument_ids(s: Session, names: Iterable[str]) -> dict[str, int]:

@@ -155,3 +155,21 @@ def test_missing_directory_and_missing_store(tmp_path):
         Store.open(str(tmp_path / "no" / "such" / "x.duckdb"), create=True)
     with pytest.raises(StemstoreError, match="no store at .*run 'stemstore init'"):
         Store.open(str(tmp_path / "absent.duckdb"))
+
+
+def test_nan_and_inf_values_are_stored_as_values(store, tmp_path):
+    """A feature may be NaN or ±inf (Essentia gives them); they are values, not NULLs."""
+    path = tmp_path / "odd.csv"
+    path.write_text("multitrack,instrument,role,lowLevel.hfc.mean,lowLevel.hfc.max\n"
+                    "m1,electric bass,raw,nan,inf\nm1,electric bass,stem,-inf,1.5\n")
+    exchange.import_features(store, path)
+    stored = store.read_sql("SELECT COUNT(*) AS n, SUM(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS nulls "
+                            "FROM feature_values")
+    assert stored["n"][0] == 4 and stored["nulls"][0] == 0
+    out = tmp_path / "back.csv"
+    exchange.export_features(store, out, instruments=["electric bass"])
+    back = pd.read_csv(out)
+    assert np.isnan(back["lowLevel.hfc.mean"][0]) and back["lowLevel.hfc.max"][0] == np.inf
+    assert back["lowLevel.hfc.mean"][1] == -np.inf
+    again = exchange.import_features(store, out)
+    assert again.values_added == 0 and again.new_segments == 0
