@@ -580,8 +580,10 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         n_nested = len(self.f_p1_)
         if self.max_interp_features is not None:
             n_nested = min(n_nested, self.max_interp_features)
+        # Ship only the candidate columns to the workers (X itself can be large).
+        X_top = np.ascontiguousarray(X[:, self.f_p1_[:n_nested]])
         errors = np.array(parallel(
-            delayed(_forest_oob_error)(X, y, self.f_p1_[:k], self.n_trees_interp,
+            delayed(_forest_oob_error)(X_top, y, np.arange(k), self.n_trees_interp,
                                        self.max_features_nested,
                                        self._seed(entropy, _STEP_INTERPRETATION, k, fit))
             for k in range(1, n_nested + 1) for fit in range(self.n_fits_interp)
@@ -608,9 +610,12 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         self.th_pred_ = float(jumps.mean()) if jumps.size else 0.0
         required_gain = self.n_mean_jumps_pred * self.th_pred_
 
+        X_p2 = np.ascontiguousarray(X[:, self.f_p2_])  # only these columns go to the workers
+        local = {int(feature): i for i, feature in enumerate(self.f_p2_)}
+
         def mean_std_error(columns, step):
             errors = np.array(parallel(
-                delayed(_forest_oob_error)(X, y, columns, self.n_trees_pred,
+                delayed(_forest_oob_error)(X_p2, y, [local[c] for c in columns], self.n_trees_pred,
                                            self.max_features_nested,
                                            self._seed(entropy, _STEP_PREDICTION, step, fit))
                 for fit in range(self.n_fits_pred)
