@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # headless: the store and CLI only write files
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["plot_importance", "plot_oob_curves"]
+__all__ = ["plot_importance", "plot_oob_curves", "plot_pca"]
 
 
 def _new_or_given_axes(ax, figsize):
@@ -142,3 +142,71 @@ def plot_oob_curves(interp_errors, pred_errors, n_selected_interp: int | None = 
     ax.set_title(title or "OOB error of nested and ascending random forests")
     _save(figure, path)
     return figure
+
+
+RAW_COLOUR = "#1f77b4"
+STEM_COLOUR = "#d62728"
+
+
+def plot_pca(raw_values, stem_values, feature_names: Sequence[str], ax=None, path=None,
+             title: str | None = None) -> Figure:
+    """Fig. 4: raw and stem f_pred vectors projected by PCA to two dimensions, two colours.
+
+    ``raw_values`` and ``stem_values`` are (n, n_features) arrays or DataFrames (the columns named
+    in ``feature_names`` are taken from a DataFrame); the two sets need not be paired. Features
+    are standardised over both sets together before the PCA, because f_pred features differ by
+    orders of magnitude and an unscaled PCA would show only the largest. Axis labels give each
+    component's share of the variance. With a single feature there is nothing to project: the
+    figure shows its standardised values, raw and stem on two rows.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    feature_names = list(feature_names)
+    raw = _as_matrix(raw_values, feature_names, "raw_values")
+    stem = _as_matrix(stem_values, feature_names, "stem_values")
+    if len(raw) + len(stem) < 2:
+        raise ValueError("PCA needs at least two segments in total")
+    if not feature_names:
+        raise ValueError("PCA needs at least one feature")
+
+    both = StandardScaler().fit_transform(np.vstack([raw, stem]))
+    figure, ax = _new_or_given_axes(ax, figsize=(6, 5))
+    if len(feature_names) == 1:
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(both))  # fixed: same picture every time
+        rows = np.r_[np.zeros(len(raw)), np.ones(len(stem))] + jitter
+        points = np.column_stack([both[:, 0], rows])
+        ax.set_xlabel(f"{feature_names[0]} (standardised)")
+        ax.set_yticks([0, 1], ["raw", "stem"])
+        default_title = f"f_pred is one feature, {feature_names[0]}: raw vs stem"
+    else:
+        pca = PCA(n_components=2)
+        points = pca.fit_transform(both)
+        explained = pca.explained_variance_ratio_ * 100
+        ax.set_xlabel(f"PC 1 ({explained[0]:.1f}% of variance)")
+        ax.set_ylabel(f"PC 2 ({explained[1]:.1f}% of variance)")
+        default_title = f"PCA of {len(feature_names)} f_pred features, raw vs stem"
+    raw_2d, stem_2d = points[: len(raw)], points[len(raw):]
+    ax.scatter(raw_2d[:, 0], raw_2d[:, 1], s=18, alpha=0.7, color=RAW_COLOUR, label=f"raw (n={len(raw)})")
+    ax.scatter(stem_2d[:, 0], stem_2d[:, 1], s=18, alpha=0.7, color=STEM_COLOUR, marker="^",
+               label=f"stem (n={len(stem)})")
+    ax.set_title(title or default_title)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    _save(figure, path)
+    return figure
+
+
+def _as_matrix(values, feature_names: list[str], what: str) -> np.ndarray:
+    """A finite float matrix with one column per feature name."""
+    if hasattr(values, "columns"):  # a DataFrame: pick the features by name, in order
+        missing = [f for f in feature_names if f not in values.columns]
+        if missing:
+            raise ValueError(f"{what} lacks feature column(s): {', '.join(missing)}")
+        values = values[feature_names]
+    matrix = np.asarray(values, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
+        raise ValueError(f"{what} must be (n, {len(feature_names)}), got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    return matrix

@@ -377,8 +377,7 @@ def pca_features(store: Store, group: str) -> tuple[str, list[str]]:
 def pca_figure(store: Store, group: str, path: str | Path) -> dict:
     """Write "Fig. 4" for ``group`` to ``path``: all its segments' raw and stem f_pred vectors
     in two PCA dimensions. Segments lacking a value of a feature are left out (counted)."""
-    from .regression_plots import plot_pca
-    import matplotlib.pyplot as plt
+    from .plots import plot_pca
 
     source, features = pca_features(store, group)
     frame = feature_matrix(store, group=group, features=list(features))
@@ -386,10 +385,9 @@ def pca_figure(store: Store, group: str, path: str | Path) -> dict:
     left_out = int((~complete).sum())
     frame = frame[complete]
     raw, stem = frame[frame["role"] == "raw"], frame[frame["role"] == "stem"]
+    what = f"PCA of {len(features)} features" if len(features) > 1 else "the one f_pred feature"
     try:
-        fig = plot_pca(raw, stem, features, path=path,
-                       title=f"{group}: PCA of {len(features)} features ({source}), raw vs stem")
+        plot_pca(raw, stem, features, path=path, title=f"{group}: {what} ({source}), raw vs stem")
     except ValueError as exc:
         raise StemstoreError(f"group {group}: {exc}") from exc
-    plt.close(fig)
     return {"source": source, "features": features, "raw": len(raw), "stem": len(stem), "left_out": left_out}

@@ -24,7 +24,7 @@ from stemstore.regression import (
     search_ensemble,
     split_train_test,
 )
-from stemstore.regression_plots import plot_pca
+from stemstore.plots import plot_pca
 
 REFERENCE = Path("/work/shared/data/aes143-reference")
 GROUPS = ("bass", "guitar", "vocal", "keys")
@@ -390,3 +390,13 @@ def test_pca_plot_writes_a_png(tmp_path):
         assert "% of variance" in fig.axes[0].get_xlabel()
     finally:
         plt.close(fig)
+
+
+def test_pca_plot_of_one_feature_shows_its_values(tmp_path):
+    """f_pred can be a single feature: the figure then shows raw and stem values on two rows."""
+    df = reference_pairs("bass")
+    feature = feature_columns(df)[:1]
+    fig = plot_pca(df[df.role == "raw"], df[df.role == "stem"], feature, path=tmp_path / "fig4.png")
+    assert (tmp_path / "fig4.png").read_bytes().startswith(b"\x89PNG")
+    assert feature[0] in fig.axes[0].get_xlabel()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["raw", "stem"]
