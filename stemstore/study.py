@@ -1,0 +1,185 @@
+"""The whole study for a group, and the demo: every stage in order, skipping what is current.
+
+``run_study`` does segment → extract → select → regress for one group on any ingested
+corpus. A stage is skipped when the store already holds a finished, non-stale run with the
+same parameters over the same segments; so a rerun reuses everything and only new sessions
+cost time. ``run_demo`` adds a synthetic corpus, the ingest, the reports and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .errors import StemstoreError
+from .exchange import segment_table
+from .store import Store
+
+Say = Callable[[str], None]
+DEFAULT_GROUPS = ("bass", "guitar", "vocal", "keys")
+#: The study's reports, in the order the paper prints them.
+STUDY_TABLES = ("table2", "table4", "table5", "table6", "table7")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class StudyResult:
+    group: str
+    selection_run: int | None = None
+    regression_run: int | None = None
+    reused: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the group could not be analysed
+
+
+def _current_run(store: Store, kind: str, group: str, params: dict, segment_ids: set[int]) -> int | None:
+    """The latest finished, non-stale run of ``kind`` for ``group`` with these parameters
+    whose segment snapshot is exactly ``segment_ids``, if any."""
+    runs = store.read_sql(
+        "SELECT id, params FROM runs WHERE kind = :k AND group_name = :g AND status = 'done' "
+        "AND NOT stale ORDER BY id DESC", {"k": kind, "g": group})
+    for run_id, run_params in zip(runs["id"], runs["params"]):
+        stored = json.loads(run_params) if isinstance(run_params, str) else run_params
+        if any(stored.get(k) != v for k, v in params.items()):
+            continue
+        snapshot = store.read_sql("SELECT segment_id FROM run_segments WHERE run_id = :r", {"r": int(run_id)})
+        if set(snapshot["segment_id"].astype(int)) == segment_ids:
+            return int(run_id)
+    return None
+
+
+def run_study(store: Store, group: str, *, select_preset: str = "fast", regress_preset: str = "tuned",
+              seed: int = 0, workers: int = 1, window: float = 10.0, n_jobs: int | None = -1,
+              say: Say = _quiet, progress_factory=None) -> StudyResult:
+    """segment → extract → select → regress for ``group``, reusing current results.
+
+    ``progress_factory(label)`` gives a context manager yielding a ``progress(done, total)``
+    callback (the CLI's progress bars); None runs silently.
+    """
+    from .extraction import extract
+    from .regression_runs import regress
+    from .segments import segment
+    from .selection_runs import select
+
+    store.group_instruments(group)  # unknown group: a clear error before any work
+    result = StudyResult(group)
+    _with_progress(progress_factory, f"segmenting {group}",
+                   lambda p: segment(store, groups=[group], window=window, progress=p))
+    _with_progress(progress_factory, "extracting features", lambda p: extract(store, workers=workers, progress=p))
+
+    segments = segment_table(store, group=group)
+    n_raw, n_stem = int((segments["role"] == "raw").sum()), int((segments["role"] == "stem").sum())
+    ids = set(segments["segment_id"].astype(int))
+    select_params = {"preset": select_preset, "random_state": seed}
+    result.selection_run = _current_run(store, "selection", group, select_params, ids)
+    if result.selection_run is not None:
+        result.reused.append(f"selection run {result.selection_run}")
+    else:
+        try:
+            say(f"{group}: selecting features ({n_raw} raw and {n_stem} stem segments, {select_preset} preset)")
+            result.selection_run = select(store, group, preset=select_preset, seed=seed, n_jobs=n_jobs)
+        except StemstoreError as exc:
+            result.skipped = str(exc)
+            return result
+
+    regress_params = {"preset": regress_preset, "seed": seed, "selection_run": result.selection_run}
+    paired = set(segments.loc[segments["pair"].notna(), "segment_id"].astype(int))
+    result.regression_run = _current_run(store, "regression", group, regress_params, paired)
+    if result.regression_run is not None:
+        result.reused.append(f"regression run {result.regression_run}")
+    else:
+        try:
+            say(f"{group}: regression ({regress_preset} preset)")
+            result.regression_run = regress(store, group, selection_run=result.selection_run,
+                                            preset=regress_preset, seed=seed, n_jobs=n_jobs)
+        except StemstoreError as exc:
+            result.skipped = str(exc)
+    return result
+
+
+def _with_progress(factory, label: str, work):
+    if factory is None:
+        return work(None)
+    with factory(label) as progress:
+        return work(progress)
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    store_url: str
+    studies: list[StudyResult]
+    tables: dict[str, pd.DataFrame]
+    figures: list[Path]
+
+
+def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, seconds: float = 30.0,
+             seed: int = 0, workers: int = 2, window: float = 10.0, regress_preset: str = "paper",
+             groups: tuple[str, ...] = DEFAULT_GROUPS, say: Say = _quiet, progress_factory=None) -> DemoResult:
+    """The main job: synthesise a corpus, ingest, segment, extract, select (fast preset),
+    regress, then the study's tables and figures. Everything goes under ``directory``
+    (the store too, unless ``db`` names one); a rerun reuses all of it."""
+    from .ingest import ingest
+    from .reports import report
+    from .synth import synthesize_corpus
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "corpus"
+    marker = corpus / "SYNTH.json"
+    wanted = {"multitracks": multitracks, "seconds": seconds, "seed": seed}
+    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+        say(f"corpus: reusing {corpus}")
+    else:
+        if corpus.exists() and any(corpus.iterdir()):
+            raise StemstoreError(f"{corpus} holds another corpus: remove it or choose another --dir")
+        say(f"corpus: synthesising {multitracks} multitracks × {seconds:g} s into {corpus}")
+        _with_progress(progress_factory, "synthesising",
+                       lambda p: synthesize_corpus(corpus, n_multitracks=multitracks, seconds=seconds,
+                                                   seed=seed, progress=p))
+        marker.write_text(json.dumps(wanted))
+
+    store = Store.open(db or str(directory / "stemstore.duckdb"), create=True, check_schema=False)
+    with store:
+        store.init()
+        summary = _with_progress(progress_factory, "ingesting", lambda p: ingest(store, corpus, progress=p))
+        say(f"ingest: {summary.describe()}")
+        studies = []
+        for group in groups:
+            study = run_study(store, group, select_preset="fast", regress_preset=regress_preset, seed=seed,
+                              workers=workers, window=window, say=say, progress_factory=progress_factory)
+            if study.skipped:
+                say(f"{group}: not analysed: {study.skipped}")
+            elif study.reused:
+                say(f"{group}: reused {', '.join(study.reused)}")
+            studies.append(study)
+        analysed = [s.group for s in studies if not s.skipped]
+        tables = {name: report(store, name, groups=list(groups) if name == "table2" else analysed)
+                  for name in STUDY_TABLES}
+        figures = _write_figures(store, directory / "figures", [s for s in studies if not s.skipped])
+        return DemoResult(directory, store.url, studies, tables, figures)
+
+
+def _write_figures(store: Store, folder: Path, studies: list[StudyResult]) -> list[Path]:
+    """Figs. 2, 3 and 4 of every analysed group."""
+    from .regression_runs import pca_figure
+    from .selection_runs import importance_figure, oob_figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for study in studies:
+        for name, draw in (("fig2-importance", importance_figure), ("fig3-oob", oob_figure)):
+            path = folder / f"{name}-{study.group}.png"
+            draw(store, study.group, path, run_id=study.selection_run)
+            written.append(path)
+        if study.regression_run is not None:
+            path = folder / f"fig4-pca-{study.group}.png"
+            pca_figure(store, study.group, path)
+            written.append(path)
+    return written
