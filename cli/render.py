@@ -44,12 +44,18 @@ def render(frame: pd.DataFrame, fmt: Format = Format.table, *, title: str | None
             print("| " + " | ".join(row) + " |")
         print()
     else:
-        table = Table(title=title, title_justify="left", show_lines=False)
+        table = Table(show_lines=False)
         for col in frame.columns:
             numeric = pd.api.types.is_numeric_dtype(frame[col])
-            table.add_column(str(col), justify="right" if numeric else "left")
+            # long feature names wrap rather than being cut: they are what a reader looks for
+            table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
         for row in frame.itertuples(index=False):
             table.add_row(*(_cell(v) for v in row))
-        Console(width=max(100, Console().width)).print(table)
+        console = Console()
+        # in a pipe or a log, wide enough for a feature name per cell
+        console = Console(width=console.width if console.is_terminal else 200)
+        if title:
+            console.print(title, style="bold", highlight=False)
+        console.print(table)
         if frame.empty:
             print("(no rows)")

@@ -156,7 +156,8 @@ def report(
     Example: `stemstore report table2 --group vocal --format markdown`
     """
     from stemstore.reports import report as run_report
+    from stemstore.views import report_title
 
     with open_store(db) as store:
         render(run_report(store, name, groups=group, instruments=instrument, run_id=run), fmt,
-               title=name)
+               title=report_title(name))

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from stemstore.errors import StemstoreError
+from stemstore.views import report_title
 
 from .common import DbOption, app, open_store, user_errors
 from .progress import progress_reporter
@@ -45,16 +46,9 @@ def study(
         if result.skipped:
             raise StemstoreError(f"group {group!r} could not be analysed: {result.skipped}")
         for name in ("table4", "table5", "table6", "table7"):
-            render(report(store, name, groups=[group]), Format.table, title=_TITLES[name])
+            render(report(store, name, groups=[group]), Format.table, title=report_title(name))
 
 
-_TITLES = {
-    "table2": "Table 2: raw tracks and stems per instrument",
-    "table4": "Table 4: sizes of f_p1, f_p2 and f_pred",
-    "table5": "Table 5: f_pred features, descriptor and pooling statistic",
-    "table6": "Table 6: mape and mae per target feature and model",
-    "table7": "Table 7: best model or ensemble on the kept features",
-}
 
 
 @app.command()
@@ -84,7 +78,7 @@ def demo(
                       progress_factory=progress_reporter)
     for name, table in result.tables.items():
         typer.echo("")
-        render(table, Format.table, title=_TITLES[name])
+        render(table, Format.table, title=report_title(name))
     typer.echo("")
     typer.echo(f"store: {result.store_url}")
     typer.echo(f"figures ({len(result.figures)}) in {directory / 'figures'}:")

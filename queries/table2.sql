@@ -1,6 +1,7 @@
 -- Table 2 of the study (METHOD.md section 1): per instrument label, grouped by instrument group,
 --   raw  = number of raw tracks with that label,
 --   stem = number of multitracks with at least one stem with that label.
+-- title: Table 2: raw tracks and stems per instrument
 -- report order: group_name, instrument
 -- Computed from metadata alone (no audio needed); imported feature files do not count.
 -- A track counts under its primary label (the first when the metadata gives a list).

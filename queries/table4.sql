@@ -1,6 +1,7 @@
 -- Table 4 of the study: per group and selection run, the sizes of the three selections
 -- f_p1 (thresholding), f_p2 (interpretation) and f_pred (prediction) of METHOD.md section 4.
 -- is_latest marks each group's latest finished run (what `stemstore report table4` shows).
+-- title: Table 4: sizes of f_p1, f_p2 and f_pred
 -- report order: group_name, run_id
 WITH selection_runs AS (
     SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id

@@ -1,5 +1,6 @@
 -- Table 5 of the study: per group and selection run, the f_pred features in order, with
 -- their descriptor and pooling statistic (and band/coefficient index where there is one).
+-- title: Table 5: f_pred features, descriptor and pooling statistic
 -- report order: group_name, run_id, position
 WITH selection_runs AS (
     SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id

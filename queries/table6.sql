@@ -4,6 +4,7 @@
 --   undefined; n_zero_targets says how many zeros there were.
 --   feature_order is the target feature's place in the run's f_pred.
 --   is_latest marks each group's latest finished regression run.
+-- title: Table 6: mape and mae per target feature and model
 -- report order: group_name, run_id, feature_order, model
 SELECT r.group_name,
        r.id AS run_id,

@@ -3,6 +3,7 @@
 -- a-mape over them (best, e.g. 'knn+svr'), and that a-mape.
 --   n_targets is the number of target features; a run where no feature was kept shows
 --   best and a_mape empty. is_latest marks each group's latest finished regression run.
+-- title: Table 7: best model or ensemble on the kept features
 -- report order: group_name, run_id
 SELECT r.group_name,
        r.id AS run_id,

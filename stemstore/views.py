@@ -11,12 +11,22 @@ def view_sql(name: str) -> str:
     return resources.files("stemstore.queries").joinpath(f"{name}.sql").read_text()
 
 
+def _directive(name: str, key: str) -> str | None:
+    """The value of a ``-- key: value`` comment line of a view's file."""
+    for line in view_sql(name).splitlines():
+        if line.lower().startswith(f"-- {key}:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def report_order(name: str) -> list[str]:
     """The columns a report sorts by: the file's ``-- report order: a, b`` line."""
-    for line in view_sql(name).splitlines():
-        if line.lower().startswith("-- report order:"):
-            return [c.strip() for c in line.split(":", 1)[1].split(",") if c.strip()]
-    return []
+    return [c.strip() for c in (_directive(name, "report order") or "").split(",") if c.strip()]
+
+
+def report_title(name: str) -> str:
+    """The heading a report prints: the file's ``-- title:`` line, else its name."""
+    return _directive(name, "title") or name
 
 
 def view_names() -> list[str]:
