@@ -47,6 +47,19 @@ def test_demo_prints_the_tables_and_writes_the_figures(demo_run):
     assert "vocal: selecting features" in first.stderr  # progress and stages are shown
 
 
+def test_selection_on_compressed_stems_finds_dynamic_descriptors(demo_run):
+    """Synthetic vocal stems are always compressed and peak-limited: raw-vs-stem selection
+    keeps dynamic descriptors among f_p1."""
+    work, _, _ = demo_run
+    db = str(work / "demo-output" / "stemstore.duckdb")
+    result = stemstore("query", "SELECT f.descriptor FROM selection_features sf "
+                       "JOIN features f ON f.id = sf.feature_id JOIN runs r ON r.id = sf.run_id "
+                       "WHERE r.group_name = 'vocal' AND sf.in_fp1", "--format", "csv", "--db", db, cwd=work)
+    descriptors = result.stdout.split()[1:]
+    assert descriptors, "f_p1 is empty"
+    assert any(d.startswith("dynamic.") for d in descriptors), sorted(set(descriptors))
+
+
 def test_demo_rerun_reuses_everything(demo_run):
     _, first, second = demo_run
     assert "reusing" in second.stderr and "24 unchanged" in second.stderr
@@ -99,3 +112,22 @@ def _split(command: str) -> list[str]:
     import shlex
 
     return shlex.split(command)
+
+
+def test_readme_python_api_as_written(tmp_path, monkeypatch):
+    """The README's Python example runs on a store (here: the reference bass segments)."""
+    from stemstore import exchange
+    from stemstore.store import Store
+
+    from .conftest import REFERENCE
+
+    store = Store.open(str(tmp_path / "stemstore.duckdb"), create=True, check_schema=False)
+    store.init()
+    exchange.import_features(store, REFERENCE / "bass-segments.csv")
+    store.close()
+    [block] = readme_blocks("python")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert len(namespace["bass"]) == 136
+    assert len(namespace["pipeline"][0].f_pred_names_) >= 1
