@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 # Debian's PostgreSQL server, for the tests' throwaway clusters
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
-	  ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+	  ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
 
 test: install postgres
 	$(PY) -m pytest -q
