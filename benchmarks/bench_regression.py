@@ -17,7 +17,8 @@ import pandas as pd
 
 from stemstore import regression as reg
 
-REFERENCE = Path("/work/shared/data/aes143-reference")
+# the shared folder beside the checkout (as in tests/conftest.py)
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aes143-reference"
 PAPER_TARGET_S = 60.0
 TUNED_TARGET_S = 300.0
 
