@@ -48,13 +48,15 @@ duration.
 
 Incremental and safe:
 
-* Each multitrack is written in one transaction: an ingest killed at any point leaves whole
-  multitracks only, and running it again completes the rest.
+* Multitracks are written whole, a batch of them per transaction: an ingest killed at any
+  point leaves whole multitracks only, and running it again completes the rest.
 * Ingesting the same corpus again changes nothing ("0 new"). A file whose size and
   modification time are unchanged is not read again; a multitrack whose metadata and files are
   unchanged is not even parsed.
-* A file whose content changed gets its new facts, and its track, the segments made from it
-  (and from its stem's pair) and the runs that used those segments are marked stale.
+* A file whose content changed gets its new facts; the segments made from it (and from its
+  stem's pair) and the runs that used those segments are marked stale, so that ``segment``
+  makes them anew. (``tracks.stale`` means something else: the metadata no longer names the
+  track.)
 * A file that disappeared is reported and recorded as ``missing``; nothing is deleted.
 * A metadata filename that would resolve outside the corpus root (``..``, an absolute path,
   a symlink pointing out) rejects its multitrack, naming the multitrack and the file.

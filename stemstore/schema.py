@@ -97,7 +97,7 @@ class Track(Base):
     duration: Mapped[float | None] = mapped_column(sa.Float)
     audio_status: Mapped[str] = mapped_column(sa.Text, default="missing")  # present|missing|unreadable
     status_reason: Mapped[str | None] = mapped_column(sa.Text)
-    stale: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    stale: Mapped[bool] = mapped_column(sa.Boolean, default=False)  # the metadata no longer names it
 
 
 class TrackLink(Base):
