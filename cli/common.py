@@ -36,6 +36,7 @@ DbOption = Annotated[Optional[str], typer.Option(
     "--db", envvar="STEMSTORE_DB", show_envvar=True,
     help="Store: a DuckDB file path or a SQLAlchemy URL. Default ./stemstore.duckdb.")]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+GroupName = Annotated[str, typer.Option("--group", "-g", help="Instrument group, e.g. bass.")]
 GroupOption = Annotated[Optional[list[str]], typer.Option(
     "--group", "-g", help="Instrument group (repeatable).")]
 InstrumentOption = Annotated[Optional[list[str]], typer.Option(

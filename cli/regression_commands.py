@@ -11,10 +11,9 @@ import typer
 
 from stemstore.errors import StemstoreError
 
-from .common import DbOption, FormatOption, app, open_store, plot_app, user_errors
+from .common import DbOption, FormatOption, GroupName, app, open_store, plot_app, user_errors
 from .render import Format, render
 
-GroupArg = Annotated[str, typer.Option("--group", "-g", help="Instrument group, e.g. bass.")]
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -29,7 +28,7 @@ def _names(text: str | None) -> list[str] | None:
 @app.command()
 @user_errors
 def regress(
-    group: GroupArg,
+    group: GroupName,
     features: Annotated[Optional[str], typer.Option(
         help="Comma-separated feature names (inputs and targets). Default: the f_pred of the "
              "group's latest selection run.")] = None,
@@ -79,7 +78,7 @@ def regress(
 @plot_app.command("pca")
 @user_errors
 def plot_pca(
-    group: GroupArg,
+    group: GroupName,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
     db: DbOption = None,
 ) -> None:
@@ -102,7 +101,7 @@ def plot_pca(
 @user_errors
 def predict(
     audio: Annotated[Path, typer.Argument(help="A raw recording (any length, any format Essentia reads).")],
-    group: GroupArg,
+    group: GroupName,
     db: DbOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DbOption, app, open_store, plot_app, user_errors
+from .common import DbOption, GroupName, app, open_store, plot_app, user_errors
 
-GroupArg = Annotated[str, typer.Option("--group", "-g", help="Instrument group.")]
 RunOption = Annotated[Optional[int], typer.Option("--run", help="Selection run id (default: the group's latest).")]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
 
@@ -17,7 +16,7 @@ OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to 
 @app.command()
 @user_errors
 def select(
-    group: GroupArg,
+    group: GroupName,
     preset: Annotated[str, typer.Option(help="paper (50 forests × 2000 trees) or fast.")] = "fast",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = 0,
     trees: Annotated[Optional[int], typer.Option(help="Trees per thresholding forest (overrides the preset).")] = None,
@@ -42,7 +41,7 @@ def select(
 
 @plot_app.command("importance")
 @user_errors
-def plot_importance(group: GroupArg, output: OutputOption, run: RunOption = None, top: int = 50,
+def plot_importance(group: GroupName, output: OutputOption, run: RunOption = None, top: int = 50,
                     db: DbOption = None) -> None:
     """Fig. 2: mean importance of the most important features, with sd.
 
@@ -57,7 +56,7 @@ def plot_importance(group: GroupArg, output: OutputOption, run: RunOption = None
 
 @plot_app.command("oob")
 @user_errors
-def plot_oob(group: GroupArg, output: OutputOption, run: RunOption = None, db: DbOption = None) -> None:
+def plot_oob(group: GroupName, output: OutputOption, run: RunOption = None, db: DbOption = None) -> None:
     """Fig. 3: OOB error curves of the nested (interpretation) and ascending (prediction) forests.
 
     Example: `stemstore plot oob --group bass -o fig3-bass.png`

@@ -10,7 +10,7 @@ import typer
 from stemstore.errors import StemstoreError
 from stemstore.views import report_title
 
-from .common import DbOption, app, open_store, user_errors
+from .common import DbOption, GroupName, app, open_store, user_errors
 from .progress import progress_reporter
 from .render import Format, render
 
@@ -22,7 +22,7 @@ def _say(message: str) -> None:
 @app.command()
 @user_errors
 def study(
-    group: Annotated[str, typer.Option("--group", "-g", help="Instrument group.")],
+    group: GroupName,
     select_preset: Annotated[str, typer.Option("--select-preset", help="Selection preset: fast or paper.")] = "fast",
     preset: Annotated[str, typer.Option("--preset", help="Regression preset: tuned or paper.")] = "tuned",
     seed: Annotated[int, typer.Option(help="Random seed of selection and regression.")] = 0,

@@ -236,6 +236,15 @@ class Store:
             raise StemstoreError(f"{len(unknown)} unknown feature name(s), not in the catalog: {shown}")
         return np.array([lookup[n] for n in names], dtype=np.int64)
 
+    def feature_matrix(self, group: str | None = None, *, instruments: list[str] | None = None,
+                       features: list[str] | None = None) -> pd.DataFrame:
+        """A group's (or instruments') extracted segments as a wide DataFrame: one row per
+        segment (multitrack, instrument, role, pair, split), one float64 column per feature.
+        See :func:`stemstore.exchange.feature_matrix`."""
+        from .exchange import feature_matrix  # exchange builds on this module
+
+        return feature_matrix(self, group=group, instruments=instruments, features=features)
+
     # -- groups ----------------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:
         """Every group with its instruments (one row per group, members comma-separated)."""
