@@ -77,30 +77,36 @@ def run_study(store: Store, group: str, *, select_preset: str = "fast", regress_
     n_raw, n_stem = int((segments["role"] == "raw").sum()), int((segments["role"] == "stem").sum())
     ids = set(segments["segment_id"].astype(int))
     select_params = {"preset": select_preset, "random_state": seed}
-    result.selection_run = _current_run(store, "selection", group, select_params, ids)
-    if result.selection_run is not None:
-        result.reused.append(f"selection run {result.selection_run}")
-    else:
-        try:
-            say(f"{group}: selecting features ({n_raw} raw and {n_stem} stem segments, {select_preset} preset)")
-            result.selection_run = select(store, group, preset=select_preset, seed=seed, n_jobs=n_jobs)
-        except StemstoreError as exc:
-            result.skipped = str(exc)
-            return result
+    result.selection_run = _current_or_new(
+        store, result, "selection", select_params, ids, say,
+        f"selecting features ({n_raw} raw and {n_stem} stem segments, {select_preset} preset)",
+        lambda: select(store, group, preset=select_preset, seed=seed, n_jobs=n_jobs))
+    if result.selection_run is None:
+        return result
 
     regress_params = {"preset": regress_preset, "seed": seed, "selection_run": result.selection_run}
     paired = set(segments.loc[segments["pair"].notna(), "segment_id"].astype(int))
-    result.regression_run = _current_run(store, "regression", group, regress_params, paired)
-    if result.regression_run is not None:
-        result.reused.append(f"regression run {result.regression_run}")
-    else:
-        try:
-            say(f"{group}: regression ({regress_preset} preset)")
-            result.regression_run = regress(store, group, selection_run=result.selection_run,
-                                            preset=regress_preset, seed=seed, n_jobs=n_jobs)
-        except StemstoreError as exc:
-            result.skipped = str(exc)
+    result.regression_run = _current_or_new(
+        store, result, "regression", regress_params, paired, say, f"regression ({regress_preset} preset)",
+        lambda: regress(store, group, selection_run=result.selection_run, preset=regress_preset,
+                        seed=seed, n_jobs=n_jobs))
     return result
+
+
+def _current_or_new(store: Store, result: StudyResult, kind: str, params: dict, segment_ids: set[int],
+                    say: Say, doing: str, run) -> int | None:
+    """The current run of ``kind`` if there is one, else the id ``run()`` makes; None (and the
+    reason in ``result.skipped``) when the group cannot be analysed."""
+    run_id = _current_run(store, kind, result.group, params, segment_ids)
+    if run_id is not None:
+        result.reused.append(f"{kind} run {run_id}")
+        return run_id
+    try:
+        say(f"{result.group}: {doing}")
+        return run()
+    except StemstoreError as exc:
+        result.skipped = str(exc)
+        return None
 
 
 def _with_progress(factory, label: str, work):
