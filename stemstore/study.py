@@ -136,7 +136,10 @@ def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, s
     from .synth import synthesize_corpus
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StemstoreError(f"cannot make the demo folder {directory}: {exc.strerror}") from exc
     corpus = directory / "corpus"
     marker = corpus / "SYNTH.json"
     wanted = {"multitracks": multitracks, "seconds": seconds, "seed": seed}

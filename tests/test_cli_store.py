@@ -86,6 +86,33 @@ def test_user_errors_are_one_line(cli_db, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), (argv, result.output)
 
 
+@pytest.mark.parametrize("argv", [
+    ["select", "--group", "nope"],
+    ["select", "--group", "bass", "--preset", "huge"],
+    ["regress", "--group", "bass", "--preset", "weird"],
+    ["regress", "--group", "bass", "--features", "nosuch.feature"],
+    ["study", "--group", "nope"],
+    ["segment", "--window", "0.1"],
+    ["extract", "--workers", "0"],
+    ["predict", "/no/such/file.wav", "--group", "bass"],
+    ["ingest", "/no/such/corpus"],
+    ["plot", "pca", "--group", "nope", "-o", "x.png"],
+    ["report", "table6", "--run", "99999"],
+])
+def test_pipeline_user_errors_are_one_line(tmp_path, argv):
+    db = str(tmp_path / "s.duckdb")
+    assert run("init", db=db).exit_code == 0
+    result = run(*argv, db=db)
+    assert result.exit_code == 1, argv
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), (argv, result.output)
+
+
+def test_demo_in_an_impossible_folder_is_one_line():
+    result = runner.invoke(app, ["demo", "--dir", "/dev/null/demo"])
+    assert result.exit_code == 1 and result.output.startswith("error: cannot make the demo folder")
+
+
 def test_missing_store_and_directory(tmp_path):
     result = run("groups", "list", db=str(tmp_path / "none.duckdb"))
     assert result.exit_code == 1 and "run 'stemstore init'" in result.output
