@@ -28,7 +28,7 @@ def init(db: DbOption = None) -> None:
         added = store.init()
         after = store.schema_revision()
         state = "created" if before is None else ("upgraded" if before != after else "up to date")
-        typer.echo(f"store {store.url}: schema {after} ({state}); "
+        typer.echo(f"store {store.label}: schema {after} ({state}); "
                    f"{added['features']} catalog features and {added['groups']} groups added")
 
 

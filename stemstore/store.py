@@ -111,21 +111,27 @@ class Store:
                 raise StemstoreError(f"the store's directory does not exist: {path.parent}")
             if not create and not path.exists():
                 raise StemstoreError(f"no store at {path}: run 'stemstore init' to create one")
+        shown = sa_url.render_as_string(hide_password=True)  # messages never show a password
         try:
             connect_args = {"read_only": True} if read_only and sa_url.get_backend_name() == "duckdb" else {}
             engine = sa.create_engine(url, connect_args=connect_args)
         except Exception as exc:  # unknown driver names and the like
-            raise StemstoreError(f"cannot use database {url}: {exc}") from exc
+            raise StemstoreError(f"cannot use database {shown}: {exc}") from exc
         store = cls(engine, url)
         try:
             with engine.connect():
                 pass
         except Exception as exc:
             engine.dispose()
-            raise StemstoreError(_explain_connect_error(url, exc)) from exc
+            raise StemstoreError(_explain_connect_error(shown, exc)) from exc
         if check_schema:
             store.check_schema()
         return store
+
+    @property
+    def label(self) -> str:
+        """The store's URL as it may be shown: without a password."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -152,7 +158,7 @@ class Store:
     def check_schema(self) -> None:
         current, heads = self.schema_revisions(), head_revisions()
         if not current:
-            raise StemstoreError(f"{self.url} is not a stemstore store yet: run 'stemstore init'")
+            raise StemstoreError(f"{self.label} is not a stemstore store yet: run 'stemstore init'")
         if current != heads:
             raise StemstoreError(
                 f"the store's schema is at revision {self.schema_revision()}, this stemstore needs "

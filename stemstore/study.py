@@ -172,7 +172,7 @@ def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, s
         tables = {name: report(store, name, groups=list(groups) if name == "table2" else analysed)
                   for name in STUDY_TABLES}
         figures = _write_figures(store, directory / "figures", [s for s in studies if not s.skipped])
-        return DemoResult(directory, store.url, studies, tables, figures)
+        return DemoResult(directory, store.label, studies, tables, figures)
 
 
 def _write_figures(store: Store, folder: Path, studies: list[StudyResult]) -> list[Path]:

@@ -156,3 +156,9 @@ def test_every_command_has_help_with_an_example():
     for argv in commands:
         result = runner.invoke(app, [*argv, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, argv
+
+
+def test_messages_never_show_a_password():
+    result = run("init", db="postgresql+psycopg://me:s3cret@127.0.0.1:1/nodb")
+    assert result.exit_code == 1 and "cannot open the store" in result.output
+    assert "s3cret" not in result.output and "***" in result.output

@@ -173,3 +173,13 @@ def test_nan_and_inf_values_are_stored_as_values(store, tmp_path):
     assert back["lowLevel.hfc.mean"][1] == -np.inf
     again = exchange.import_features(store, out)
     assert again.values_added == 0 and again.new_segments == 0
+
+
+def test_packaged_catalog_is_the_shared_one():
+    """The installed tool carries its own copy of the catalog; it must be the contract's."""
+    from stemstore.catalog import catalog_bytes, feature_names
+
+    from .conftest import SHARED
+
+    assert catalog_bytes() == (SHARED / "data" / "feature_catalog.csv").read_bytes()
+    assert len(feature_names()) == len(set(feature_names())) == 1812
