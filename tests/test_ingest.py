@@ -8,7 +8,6 @@ work on a copy.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from stemstore import reports
 from stemstore.ingest import ingest, status
-from stemstore.schema import Run, RunSegment, Segment
+from stemstore.schema import RunSegment, Segment
 from stemstore.store import Store
 
 from .conftest import MEDLEYDB_METADATA
