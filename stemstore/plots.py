@@ -1,9 +1,14 @@
-"""Figures of the study, drawn with matplotlib (Agg backend: files only, no display).
+"""Figures of the study (docs/method.md, section 6: Figs. 2, 3 and 4), drawn with matplotlib.
 
 Each function takes plain arrays / DataFrames (what the store reads back from the
 database or what :class:`stemstore.selection.RandomForestSelector` exposes),
 returns the :class:`matplotlib.figure.Figure`, and writes it to ``path`` when one
 is given (format from the extension, e.g. ``.png`` or ``.pdf``).
+
+Figures are drawn with matplotlib's object API (a :class:`~matplotlib.figure.Figure`
+on an Agg canvas), not with pyplot: importing this module or drawing with it never
+changes matplotlib's backend, so a notebook or GUI session keeps its own, and no
+display is needed.
 """
 
 from __future__ import annotations
@@ -11,12 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: the store and CLI only write files
-
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = ["plot_importance", "plot_oob_curves", "plot_pca"]
 
@@ -25,8 +27,10 @@ def _new_or_given_axes(ax, figsize):
     if ax is not None:
         return ax.figure, ax
     # A bare Figure (not pyplot.figure) is not kept alive by pyplot's registry,
-    # so a store drawing hundreds of figures does not accumulate them.
+    # so a store drawing hundreds of figures does not accumulate them. Its own Agg
+    # canvas renders and saves it whatever backend the session uses.
     figure = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(figure)
     return figure, figure.subplots()
 
 
