@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 
-from .conftest import REFERENCE
+from .conftest import REFERENCE, require_shared
 
 runner = CliRunner()
 
@@ -29,9 +29,10 @@ def cli_db(db_url):
 
 
 def test_init_import_export_query_report(cli_db, tmp_path):
-    result = run("import-features", str(REFERENCE / "guitar-pairs.csv"), db=cli_db)
+    guitar_pairs = require_shared(REFERENCE / "guitar-pairs.csv")
+    result = run("import-features", str(guitar_pairs), db=cli_db)
     assert result.exit_code == 0 and "156 new segments" in result.output
-    result = run("import-features", str(REFERENCE / "guitar-pairs.csv"), db=cli_db)
+    result = run("import-features", str(guitar_pairs), db=cli_db)
     assert result.exit_code == 0 and "nothing new" in result.output
     out = tmp_path / "g.parquet"
     result = run("export", "features", "--group", "guitar", "-o", str(out), db=cli_db)

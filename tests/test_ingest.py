@@ -29,7 +29,7 @@ from stemstore.ingest import ingest, status
 from stemstore.schema import RunSegment, Segment
 from stemstore.store import Store
 
-from .conftest import MEDLEYDB_METADATA
+from .conftest import MEDLEYDB_METADATA, require_shared
 
 runner = CliRunner()
 
@@ -94,9 +94,10 @@ def first_multitrack(root: Path) -> str:
 
 # -- the real MedleyDB metadata -------------------------------------------------------------------
 def test_all_medleydb_metadata_ingests_and_counts_match(store):
-    files = sorted(MEDLEYDB_METADATA.glob("*_METADATA.yaml"))
+    metadata_dir = require_shared(MEDLEYDB_METADATA)
+    files = sorted(metadata_dir.glob("*_METADATA.yaml"))
     assert len(files) == 330
-    summary = ingest(store, MEDLEYDB_METADATA, metadata_only=True)
+    summary = ingest(store, metadata_dir, metadata_only=True)
     assert summary.ok and len(summary.new_multitracks) == 330, summary.describe()
 
     raws, stems, n_tracks = count_from_yaml(files)
@@ -126,7 +127,7 @@ def test_all_medleydb_metadata_ingests_and_counts_match(store):
     extra = scalar(store, "SELECT extra FROM multitracks WHERE name = 'AClassicEducation_NightOwl'")
     assert '"album": "Shaking Through Volume 2"' in extra and '"version": 1.2' in extra
 
-    again = ingest(store, MEDLEYDB_METADATA, metadata_only=True)
+    again = ingest(store, metadata_dir, metadata_only=True)
     assert len(again.new_multitracks) == 0 and len(again.unchanged_multitracks) == 330
     assert "0 new" in again.describe()
 
@@ -334,7 +335,7 @@ def test_folder_format_ingests(store, synthetic, tmp_path):
 def test_cli_ingest_status_report(db_url, tmp_path):
     metadata = tmp_path / "metadata"  # 40 real metadata files: the 330 are tested above
     metadata.mkdir()
-    files = sorted(MEDLEYDB_METADATA.glob("*_METADATA.yaml"))[::8][:40]
+    files = sorted(require_shared(MEDLEYDB_METADATA).glob("*_METADATA.yaml"))[::8][:40]
     for file in files:
         shutil.copy(file, metadata)
     raws, stems, _ = count_from_yaml(files)

@@ -1,10 +1,7 @@
-"""Tests of stemstore.regression (METHOD.md section 5) on the study's real reference pairs."""
+"""Tests of stemstore.regression (docs/method.md, section 5) on the study's real reference pairs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,7 +23,8 @@ from stemstore.regression import (
 )
 from stemstore.plots import plot_pca
 
-REFERENCE = Path("/work/shared/data/aes143-reference")
+from .conftest import REFERENCE, require_shared
+
 GROUPS = ("bass", "guitar", "vocal", "keys")
 #: Small grids so the tuned preset runs in seconds in tests.
 SMALL_GRIDS = {
@@ -39,10 +37,7 @@ SMALL_GRIDS = {
 
 
 def reference_pairs(group: str) -> pd.DataFrame:
-    path = REFERENCE / f"{group}-pairs.csv"
-    if not path.exists():
-        pytest.skip(f"reference data not found: {path}")
-    return pd.read_csv(path)
+    return pd.read_csv(require_shared(REFERENCE / f"{group}-pairs.csv"))
 
 
 def synthetic_pairs(n_multitracks: int = 30, pairs_per_multitrack: int = 2, seed: int = 0,
@@ -384,12 +379,9 @@ def test_pca_plot_writes_a_png(tmp_path):
     df = reference_pairs("guitar")
     features = feature_columns(df)
     fig = plot_pca(df[df.role == "raw"], df[df.role == "stem"], features, path=tmp_path / "fig4.png")
-    try:
-        png = (tmp_path / "fig4.png").read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 1000
-        assert "% of variance" in fig.axes[0].get_xlabel()
-    finally:
-        plt.close(fig)
+    png = (tmp_path / "fig4.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+    assert "% of variance" in fig.axes[0].get_xlabel()
 
 
 def test_pca_plot_of_one_feature_shows_its_values(tmp_path):

@@ -23,7 +23,7 @@ from stemstore.regression import MODEL_NAMES
 from stemstore.regression_runs import best_model, predict, regress
 from stemstore.reports import report
 
-from .conftest import GROUPS, REFERENCE
+from .conftest import GROUPS, REFERENCE, require_shared
 
 #: Small grids so the tuned preset runs in seconds in tests.
 SMALL_GRIDS = {
@@ -38,10 +38,7 @@ FEATURES = ["lowLevel.spectral_centroid.mean", "lowLevel.spectral_flux.mean", "l
 
 
 def reference_file(group: str) -> Path:
-    path = REFERENCE / f"{group}-pairs.csv"
-    if not path.exists():
-        pytest.skip(f"reference data not found: {path}")
-    return path
+    return require_shared(REFERENCE / f"{group}-pairs.csv")
 
 
 def reference_features(group: str) -> list[str]:

@@ -11,14 +11,14 @@ from stemstore.errors import StemstoreError
 from stemstore.reports import report
 from stemstore.selection_runs import latest_selection_run, select, selection_results
 
-from .conftest import REFERENCE
+from .conftest import REFERENCE, require_shared
 
 TINY = dict(n_forests=3, n_trees=40, n_fits_interp=3, n_trees_interp=30, n_fits_pred=3, n_trees_pred=30)
 
 
 @pytest.fixture
 def bass_store(store):
-    exchange.import_features(store, REFERENCE / "bass-segments.csv")
+    exchange.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
     return store
 
 

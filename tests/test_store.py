@@ -10,7 +10,7 @@ from stemstore import exchange
 from stemstore.errors import StemstoreError
 from stemstore.store import DEFAULT_GROUPS, Store
 
-from .conftest import GROUPS, REFERENCE
+from .conftest import GROUPS, REFERENCE, require_shared
 
 
 def count(store: Store, table: str) -> int:
@@ -41,7 +41,7 @@ def test_groups_set_and_delete(store):
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
-    source = REFERENCE / f"{group}-pairs.csv"
+    source = require_shared(REFERENCE / f"{group}-pairs.csv")
     summary = exchange.import_features(store, source)
     original = pd.read_csv(source, dtype={"pair": str})
     assert summary.new_segments == len(original)
@@ -64,7 +64,7 @@ def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
 
 
 def test_second_import_changes_nothing(store):
-    source = REFERENCE / "bass-pairs.csv"
+    source = require_shared(REFERENCE / "bass-pairs.csv")
     exchange.import_features(store, source)
     before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "runs")}
     summary = exchange.import_features(store, source)
@@ -74,7 +74,7 @@ def test_second_import_changes_nothing(store):
 
 
 def test_feature_matrix_is_wide_with_labels(store):
-    exchange.import_features(store, REFERENCE / "vocal-pairs.csv")
+    exchange.import_features(store, require_shared(REFERENCE / "vocal-pairs.csv"))
     m = store_matrix = exchange.feature_matrix(store, group="vocal")
     assert list(m.columns[:5]) == exchange.META_COLUMNS
     assert len(m) == 118 and store_matrix.shape[1] == 5 + 4
@@ -98,7 +98,7 @@ def _write(tmp_path, text: str, name="bad.csv"):
     ("multitrack,instrument,role,split,lowLevel.hfc.mean\nA,bass,raw,dev,1\n", "split 'dev'"),
 ])
 def test_bad_files_change_nothing(store, tmp_path, content, message):
-    exchange.import_features(store, REFERENCE / "bass-pairs.csv")
+    exchange.import_features(store, require_shared(REFERENCE / "bass-pairs.csv"))
     before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "tracks")}
     with pytest.raises(StemstoreError, match=message):
         exchange.import_features(store, _write(tmp_path, content))
@@ -106,7 +106,7 @@ def test_bad_files_change_nothing(store, tmp_path, content, message):
 
 
 def test_conflicting_reimport_is_refused_and_changes_nothing(store, tmp_path):
-    source = REFERENCE / "keys-pairs.csv"
+    source = require_shared(REFERENCE / "keys-pairs.csv")
     exchange.import_features(store, source)
     df = pd.read_csv(source, dtype=str, keep_default_na=False)
     df.loc[3, df.columns[-1]] = "12345.5"
@@ -120,8 +120,9 @@ def test_conflicting_reimport_is_refused_and_changes_nothing(store, tmp_path):
 
 def test_failed_import_rolls_back_new_rows(store, tmp_path):
     """A file that fails after rows were created (conflict found late) leaves no trace."""
-    exchange.import_features(store, REFERENCE / "bass-pairs.csv")
-    df = pd.read_csv(REFERENCE / "bass-pairs.csv", dtype=str, keep_default_na=False)
+    source = require_shared(REFERENCE / "bass-pairs.csv")
+    exchange.import_features(store, source)
+    df = pd.read_csv(source, dtype=str, keep_default_na=False)
     extra = df.iloc[:2].copy()
     extra["multitrack"] = extra["pair"] = "brand-new"
     df.loc[0, "lowLevel.scvalleys.max.0"] = "0.5"  # conflicts with the stored value
@@ -133,7 +134,7 @@ def test_failed_import_rolls_back_new_rows(store, tmp_path):
 
 
 def test_parquet_import(store, tmp_path):
-    df = pd.read_csv(REFERENCE / "guitar-pairs.csv", dtype={"pair": str})
+    df = pd.read_csv(require_shared(REFERENCE / "guitar-pairs.csv"), dtype={"pair": str})
     path = tmp_path / "g.parquet"
     df.to_parquet(path)
     summary = exchange.import_features(store, path)
@@ -181,5 +182,5 @@ def test_packaged_catalog_is_the_shared_one():
 
     from .conftest import SHARED
 
-    assert catalog_bytes() == (SHARED / "data" / "feature_catalog.csv").read_bytes()
+    assert catalog_bytes() == require_shared(SHARED / "data" / "feature_catalog.csv").read_bytes()
     assert len(feature_names()) == len(set(feature_names())) == 1812

@@ -119,11 +119,11 @@ def test_readme_python_api_as_written(tmp_path, monkeypatch):
     from stemstore import exchange
     from stemstore.store import Store
 
-    from .conftest import REFERENCE
+    from .conftest import REFERENCE, require_shared
 
     store = Store.open(str(tmp_path / "stemstore.duckdb"), create=True, check_schema=False)
     store.init()
-    exchange.import_features(store, REFERENCE / "bass-segments.csv")
+    exchange.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
     store.close()
     [block] = readme_blocks("python")
     monkeypatch.chdir(tmp_path)

@@ -12,12 +12,13 @@ import yaml
 
 from stemstore import synth
 
+from .conftest import MEDLEYDB_METADATA, require_shared
+
 # Seed 3 with three multitracks draws structures covering all four groups, including a
 # distorted electric guitar and a singer: the tests below rely on having them.
 SEED = 3
 N_MULTITRACKS = 3
 SECONDS = 4.0
-METADATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "medleydb-metadata"
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +210,8 @@ def test_every_instrument_plays_and_is_mixed(instrument):
 
 
 def test_shipped_structures_match_medleydb_metadata():
-    if not METADATA_DIR.is_dir():
-        pytest.skip(f"no MedleyDB metadata at {METADATA_DIR}")
-    assert synth.load_structures() == synth.derive_structures(METADATA_DIR)
+    metadata_dir = require_shared(MEDLEYDB_METADATA)
+    assert synth.load_structures() == synth.derive_structures(metadata_dir)
 
 
 def test_structures_only_hold_group_instruments():
