@@ -1,4 +1,4 @@
-"""Commands of the feature pipeline: segment (METHOD.md section 2) and extract (section 3)."""
+"""Commands of the feature pipeline: segment and extract (docs/method.md, sections 2 and 3)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def segment(
         help="ReplayGain loudness normalisation (the equal-loudness filter is always applied).")] = True,
     db: DbOption = None,
 ) -> None:
-    """Choose the raw/stem segment pairs (METHOD.md section 2).
+    """Choose the raw/stem segment pairs (docs/method.md, section 2).
 
     For each multitrack and instrument: the stem's loudest window (the loudest stem when
     several share the label), and the raw of that stem with the most energy over the same
@@ -51,7 +51,7 @@ def extract(
     limit: Annotated[Optional[int], typer.Option(help="Extract at most this many segments.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Compute the 1812 catalog features of every pending segment (METHOD.md section 3).
+    """Compute the 1812 catalog features of every pending segment (docs/method.md, section 3).
 
     Each segment's values are written in one transaction with its status: interrupt or kill
     it at any moment and run it again to resume. A segment whose audio makes Essentia fail is

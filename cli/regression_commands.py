@@ -1,4 +1,4 @@
-"""Commands of the regression stage (METHOD.md section 5): regress, plot pca, predict."""
+"""Commands of the regression stage (docs/method.md, section 5): regress, plot pca, predict."""
 
 from __future__ import annotations
 

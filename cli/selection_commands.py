@@ -25,7 +25,7 @@ def select(
     db: DbOption = None,
 ) -> None:
     """Find the features stem processing changes most consistently (raw vs stem random
-    forests, METHOD.md section 4) and store importances, curves, f_p1, f_p2 and f_pred.
+    forests; docs/method.md, section 4) and store importances, curves, f_p1, f_p2 and f_pred.
 
     Example: `stemstore select --group vocal --preset paper --seed 1`
     """

@@ -1,4 +1,4 @@
--- Table 2 of the study (METHOD.md section 1): per instrument label, grouped by instrument group,
+-- Table 2 of the study (docs/method.md, section 1): per instrument label, grouped by instrument group,
 --   raw  = number of raw tracks with that label,
 --   stem = number of multitracks with at least one stem with that label.
 -- title: Table 2: raw tracks and stems per instrument

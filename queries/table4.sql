@@ -1,5 +1,5 @@
 -- Table 4 of the study: per group and selection run, the sizes of the three selections
--- f_p1 (thresholding), f_p2 (interpretation) and f_pred (prediction) of METHOD.md section 4.
+-- f_p1 (thresholding), f_p2 (interpretation) and f_pred (prediction) (docs/method.md, section 4).
 -- is_latest marks each group's latest finished run (what `stemstore report table4` shows).
 -- title: Table 4: sizes of f_p1, f_p2 and f_pred
 -- report order: group_name, run_id

@@ -1,4 +1,4 @@
--- Table 6 of the study (METHOD.md section 5): per group, regression run, target feature (in
+-- Table 6 of the study (docs/method.md, section 5): per group, regression run, target feature (in
 -- f_pred order) and model, the mape and mae on the run's test pairs.
 --   mape is 'inf' (+Infinity) when a test pair has a zero target value, where the ratio is
 --   undefined; n_zero_targets says how many zeros there were.

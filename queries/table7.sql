@@ -1,4 +1,4 @@
--- Table 7 of the study (METHOD.md section 5): per group and regression run, the target features
+-- Table 7 of the study (docs/method.md, section 5): per group and regression run, the target features
 -- kept (best mape within the run's threshold), the model or average of models with the smallest
 -- a-mape over them (best, e.g. 'knn+svr'), and that a-mape.
 --   n_targets is the number of target features; a run where no feature was kept shows

@@ -1,4 +1,4 @@
-"""Segment audio: loading, the highest-energy window, and the pre-processing of METHOD.md section 2.
+"""Segment audio: loading, the highest-energy window, and the pre-processing (docs/method.md, section 2).
 
 Everything here is a pure function from audio (or a file path) to numbers; nothing touches the
 database. The pipeline for one segment is::
@@ -26,7 +26,7 @@ import essentia.standard as es  # noqa: E402
 
 #: The analysis sample rate of the method (Hz).
 SAMPLE_RATE = 44100
-#: Length of an analysed segment (METHOD.md section 2), in seconds.
+#: Length of an analysed segment (docs/method.md, section 2), in seconds.
 SEGMENT_SECONDS = 10.0
 
 # Essentia logs an INFO line for some algorithms; keep library output quiet.
@@ -88,7 +88,7 @@ def highest_energy_window(audio: np.ndarray, window_samples: int) -> int:
     """Start index of the ``window_samples``-long window with the highest energy.
 
     Ties go to the earliest window. Raises ``ValueError`` if the signal is shorter than the
-    window (such a track gives no pair, METHOD.md section 2).
+    window (such a track gives no pair; docs/method.md, section 2).
     """
     return int(np.argmax(window_energies(audio, window_samples)))
 
@@ -116,7 +116,7 @@ def level_db(segment: np.ndarray) -> float:
 def is_silent(segment: np.ndarray, threshold_db: float = -90.0) -> bool:
     """Whether ``segment``'s mean power is below ``threshold_db`` (all-zero audio always is).
 
-    A silent segment gives no pair (METHOD.md section 2); callers record the reason.
+    A silent segment gives no pair (docs/method.md, section 2); callers record the reason.
     """
     return level_db(segment) < threshold_db
 

@@ -1,4 +1,4 @@
-"""Regression from raw-segment features to stem-segment features (METHOD.md section 5).
+"""Regression from raw-segment features to stem-segment features (docs/method.md, section 5).
 
 Per instrument group, a multi-output regression learns to predict the processed stem's values of
 the prediction features (f_pred) from the raw recording's values of the same features. This
@@ -55,7 +55,7 @@ OUTLIER_RULES = ("3sigma", "none")
 #: Fewer pairs than this cannot give both a training set and a test set worth reporting.
 MIN_PAIRS = 10
 
-#: The reference study's optimum hyperparameters (METHOD.md section 5), inputs unscaled.
+#: The reference study's optimum hyperparameters (docs/method.md, section 5), inputs unscaled.
 PAPER_HYPERPARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
     "bass": {
         "svr": {"kernel": "rbf", "C": 1.0, "gamma": 8.0, "epsilon": 0.002},
@@ -700,7 +700,7 @@ def run_regression(
     grids: Mapping[str, Mapping[str, list]] | None = None,
     ensemble_threshold: float = 0.5,
 ) -> RegressionResult:
-    """Fit and evaluate the five models on one group's pairs (METHOD.md section 5).
+    """Fit and evaluate the five models on one group's pairs (docs/method.md, section 5).
 
     ``features`` are the f_pred features (inputs and targets); None takes every feature column
     of ``pairs_df``. ``preset`` "paper" uses the study's hyperparameter table for ``group``

@@ -1,4 +1,4 @@
-"""Regression runs in the store (METHOD.md section 5): fit, record, and predict from stored models.
+"""Regression runs in the store (docs/method.md, section 5): fit, record, and predict from stored models.
 
 :mod:`stemstore.regression` is the pure library (DataFrames in, a RegressionResult out); this
 module connects it to a store:
@@ -12,8 +12,9 @@ module connects it to a store:
   average of models, that AveragingRegressor is stored too, as model ``ensemble``.
   The results and the run's status are written in one transaction at the end: a failure leaves a
   ``failed`` run with its message and no partial results.
-* :func:`predict` analyses a raw recording as METHOD.md section 2 does and predicts the stem's
-  values of the group's target features with the best model of the group's latest run.
+* :func:`predict` analyses a raw recording as raw tracks are analysed (docs/method.md, section 2)
+  and predicts the stem's values of the group's target features with the best model of the
+  group's latest run.
 * :func:`pca_figure` draws "Fig. 4" for a group.
 
 A mape is ``+Infinity`` in the database when a test pair has a zero target value (the ratio is
@@ -98,7 +99,7 @@ def run_features(store: Store, run_id: int) -> list[str]:
 # -- the run ---------------------------------------------------------------------------------
 def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataFrame:
     """The group's paired segments (raw and stem rows) with the features, indexed by segment_id,
-    non-finite values replaced as METHOD.md section 3 says (count in ``attrs``).
+    non-finite values replaced as docs/method.md, section 3 describes (count in ``attrs``).
 
     Raises StemstoreError when there are none, or when a segment lacks one of the features.
     """
@@ -289,8 +290,8 @@ def _json_list(value) -> list:
 
 
 def segment_seconds(store: Store, run_id: int) -> float:
-    """The window the run's segments were cut with: their median duration, or METHOD.md's
-    10 s when they carry none (imported values)."""
+    """The window the run's segments were cut with: their median duration, or the method's
+    10 s (docs/method.md, section 2) when they carry none (imported values)."""
     from .audio import SEGMENT_SECONDS
 
     durations = store.read_sql(
@@ -303,7 +304,7 @@ def segment_seconds(store: Store, run_id: int) -> float:
 def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
     """The raw recording's own values and the predicted stem values of the group's targets.
 
-    The recording is analysed as METHOD.md section 2 analyses a raw track: mono, 44.1 kHz, the
+    The recording is analysed like a raw track (docs/method.md, section 2): mono, 44.1 kHz, the
     highest-energy window as long as the group's segments (10 s by default), ReplayGain and
     EqualLoudness, then the catalog's features. A recording shorter than the window is analysed
     whole (the frame's ``attrs["notes"]`` says so). Model: the best of the group's latest

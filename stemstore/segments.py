@@ -1,4 +1,4 @@
-"""Raw/stem segment pairs (METHOD.md section 2).
+"""Raw/stem segment pairs (docs/method.md, section 2).
 
 For each multitrack and instrument label (a *unit*), :func:`segment` picks one analysed stem,
 its loudest window, and the raw track of that stem that is loudest over the same interval::
@@ -343,7 +343,7 @@ def _write_unit(store: Store, unit: _Unit, rows: list[dict], common: dict) -> No
 
 def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
             normalise: bool = True, progress: ProgressCallback | None = None) -> SegmentSummary:
-    """Make the raw/stem pairs of every unit that has no current segments (METHOD.md section 2).
+    """Make the raw/stem pairs of every unit that has no current segments (docs/method.md, section 2).
 
     ``groups`` restricts the work to the instruments of those groups (default: every stem with
     an instrument label). ``window`` is the segment length in seconds, ``normalise=False``

@@ -1,6 +1,6 @@
 """Feature selection with random forests: the three-step VSURF procedure.
 
-This module implements METHOD.md section 4, the variable selection procedure of
+This module implements the feature selection of docs/method.md, section 4: the procedure of
 Genuer, Poggi and Tuleau-Malot ("Variable selection using random forests",
 Pattern Recognition Letters 31, 2010), known from the R package VSURF, as a
 scikit-learn selector:
@@ -52,7 +52,7 @@ __all__ = ["RandomForestSelector", "PRESETS"]
 # Step identifiers used as the first element of every SeedSequence spawn key.
 _STEP_THRESHOLDING, _STEP_INTERPRETATION, _STEP_PREDICTION = 1, 2, 3
 
-#: Named parameter sets. "paper" is the protocol of METHOD.md section 4 (50
+#: Named parameter sets. "paper" is the protocol of docs/method.md, section 4 (50
 #: forests of 2000 trees, |F|/3 features per split, 50 fits per nested and
 #: ascending model); the number of trees of the nested/ascending forests is not
 #: given by the method and is ours: 200 (VSURF used randomForest's default, 500,
@@ -319,7 +319,7 @@ def _importance_threshold(sd_by_rank: np.ndarray, min_samples_split, min_samples
 class RandomForestSelector(SelectorMixin, BaseEstimator):
     """Select features with random forests (VSURF: threshold, interpret, predict).
 
-    The three steps of Genuer, Poggi and Tuleau-Malot (2010), METHOD.md section 4.
+    The three steps of Genuer, Poggi and Tuleau-Malot (2010), docs/method.md, section 4.
     ``get_support()`` / ``transform`` keep ``f_pred``, the prediction set; ``f_p1``
     and ``f_p2`` are fitted attributes. Works as a step of a
     :class:`~sklearn.pipeline.Pipeline`. The defaults are the "paper" preset; use
@@ -354,7 +354,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     n_sd_interp : float, default=0.0
         VSURF's ``nsd``: f_p2 is the smallest nested model whose mean OOB error is
         at most (minimum mean error + ``n_sd_interp`` x sd of that minimum model).
-        0 keeps the prefix with the smallest mean error (METHOD.md); VSURF's
+        0 keeps the prefix with the smallest mean error (docs/method.md, section 4); VSURF's
         default is 1.
     n_mean_jumps_pred : float, default=1.0
         VSURF's ``nmj``: a feature joins the ascending model if it lowers the mean

@@ -1,5 +1,5 @@
 """The feature-selection stage in the store: run RandomForestSelector on a group's raw and stem
-segments (raw = 0, stem = 1) and keep everything it found (METHOD.md section 4).
+segments (raw = 0, stem = 1) and keep everything it found (docs/method.md, section 4).
 
 A run stores its parameters, seed, software versions, the snapshot of segments it used,
 every feature's importance (mean, sd, rank, membership of f_p1/f_p2/f_pred) and the curves:
@@ -38,7 +38,7 @@ class SelectionInput:
 
 def selection_input(store: Store, group: str, segment_ids: list[int] | None = None) -> SelectionInput:
     """Read a group's extracted segments; keep the features every segment has; replace
-    non-finite values as METHOD.md section 3 says."""
+    non-finite values as docs/method.md, section 3 describes."""
     wide, replaced = analysis_matrix(store, group=group, segment_ids=segment_ids)
     features = [c for c in wide.columns if c not in META_COLUMNS]
     if wide.empty or not features:

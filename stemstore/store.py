@@ -34,7 +34,7 @@ from .schema import Feature, FeatureCatalog, GroupMember, Instrument, Instrument
 DEFAULT_DB = "stemstore.duckdb"
 ENV_DB = "STEMSTORE_DB"
 
-#: METHOD.md section 1: the reference study's instrument groups.
+#: The reference study's instrument groups (docs/method.md, section 1).
 DEFAULT_GROUPS: dict[str, list[str]] = {
     "bass": ["electric bass", "synth bass"],
     "guitar": ["clean electric guitar", "acoustic guitar", "distorted electric guitar", "banjo"],
@@ -184,7 +184,7 @@ class Store:
             existing = set(s.scalars(sa.select(InstrumentGroup.name)))
             for name, members in DEFAULT_GROUPS.items():
                 if name not in existing:
-                    self._set_group(s, name, members, "METHOD.md default group")
+                    self._set_group(s, name, members, "default group of the study (docs/method.md, section 1)")
                     added_groups += 1
         return {"features": added_features, "groups": added_groups}
 

@@ -1,8 +1,8 @@
 """Fixtures: every store test runs on a DuckDB file and on a real PostgreSQL server.
 
 Some tests read the project's shared data folder, ``../shared`` beside the checkout (the
-MedleyDB metadata, the feature catalog and the reference study's feature values described in
-docs/method.md, sections 1, 3 and 5). They reach it only through :func:`require_shared`.
+MedleyDB metadata, the feature catalog and the reference study's feature values; see
+docs/method.md, sections 1, 3 and 7). They reach it only through :func:`require_shared`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Segment pairs (METHOD.md section 2) on constructed audio, on DuckDB and PostgreSQL.
+"""Segment pairs (docs/method.md, section 2) on constructed audio, on DuckDB and PostgreSQL.
 
 The corpora here are written by hand (``build_corpus``): a few tracks of a few seconds whose
 loud stretches are known, so the chosen windows and raws can be checked exactly. The

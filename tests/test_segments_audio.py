@@ -1,4 +1,4 @@
-"""Segment audio (METHOD.md section 2): loading, highest-energy windows, pre-processing."""
+"""Segment audio (docs/method.md, section 2): loading, highest-energy windows, pre-processing."""
 
 from __future__ import annotations
 
