@@ -1,4 +1,4 @@
-"""Feature extraction: all 1812 catalog features of every pending segment (METHOD.md section 3).
+"""Feature extraction: all 1812 catalog features of every pending segment (docs/method.md, section 3).
 
 For one segment (:func:`compute_segment`, a pure function of the segment's description)::
 
@@ -348,7 +348,7 @@ def _counts(summary: ExtractSummary) -> dict:
 def analysis_matrix(store: Store, *, group: str | None = None, instruments: list[str] | None = None,
                     features: list[str] | None = None,
                     segment_ids: list[int] | None = None) -> tuple[pd.DataFrame, int]:
-    """The wide matrix an analysis reads, with non-finite values replaced (METHOD.md section 3).
+    """The wide matrix an analysis reads, with non-finite values replaced (docs/method.md, section 3).
 
     Same rows and columns as :func:`stemstore.exchange.feature_matrix` (by default the
     features every selected segment has a value for), but NaN is replaced by the feature's

@@ -1,8 +1,10 @@
-"""The 1812-feature catalog, computed with Essentia (METHOD.md section 3).
+"""The 1812-feature catalog, computed with Essentia (docs/method.md, section 3).
 
 ``FeatureExtractor.extract(audio)`` turns one pre-processed segment (mono, float32, 44.1 kHz,
 see :mod:`stemstore.audio`) into a float64 vector of 1812 values in catalog order
-(:func:`stemstore.catalog.feature_names`).
+(:func:`stemstore.catalog.feature_names`). The configuration is the study's own extraction
+(Essentia's ``Extractor`` plus a few descriptors computed beside it); ``EXTRACTOR_VERSION``
+names it, and values computed by an older version are recomputed by ``stemstore extract``.
 
 How the catalog's descriptors are computed
 ------------------------------------------
@@ -12,27 +14,36 @@ How the catalog's descriptors are computed
   streaming FrameCutter's ``silentFrames='noise'`` does, Blackman-Harris 62 window, one
   magnitude spectrum per frame shared by every spectral algorithm, with the Extractor's
   parameters. The input is already equal-loudness filtered, so both extractor halves see the
-  same spectrum. Mel-band descriptors use the 40 bands of the same MFCC call (as Essentia's
-  MusicExtractor does); the MFCC keeps coefficients 1..12.
+  same spectrum. The MFCC keeps coefficients 1..12.
+* ``spectral_entropy`` and the ``melbands_*`` shape descriptors come from a separate pass:
+  plain 2048/1024 frames (no noise), Hann window, ``Entropy`` of the spectrum, ``MelBands()``
+  with its defaults (24 bands, 0-22050 Hz), then ``Crest``, ``FlatnessDB`` and
+  ``DistributionShape`` of ``CentralMoments()`` (default range).
 * ``specific_sharpness``, ``specific_spread`` and ``total_loudness`` are the catalog's own
   formulas over the 27 Bark bands (numpy, see :func:`bark_loudness_descriptors`).
-* ``tonal.hpcp``: the Extractor's TonalExtractor key-HPCP (36 bins) on 4096/2048 frames; its
-  reference frequency is fixed at 440 Hz instead of an estimated tuning (no tuning
-  extraction). ``hpcp_crest``/``hpcp_entropy`` are Crest/Entropy of those frames.
-* ``dynamic.*``: Larm, Leq, Loudness, LoudnessVickers and RMS on 4096/2048 frames and
-  DynamicComplexity on 2-s/1-s frames, framed from zero like Essentia's LevelExtractor.
+* ``tonal.hpcp``: the TonalExtractor's key HPCP (36 bins) on 4096/2048 frames, referenced to
+  the tuning frequency that Essentia's ``TuningFrequency`` estimates over the segment's frames
+  (as ``Extractor(tuning=True)`` does). ``hpcp_crest``/``hpcp_entropy`` are Crest/Entropy of
+  every HPCP frame; an all-zero frame gives 0.
+* ``dynamic.*``: Larm, Leq, Loudness, LoudnessVickers and RMS on plain 4096/2048 frames centred
+  on sample 0; DynamicComplexity on plain 2-s/1-s frames starting at sample 0.
   ``lowLevel.average_loudness`` is the Extractor's level average over Loudness of 2-s/1-s
   frames.
 * ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
-  intervals, BeatsLoudness at its beats, OnsetRate, as the Extractor's RhythmDescriptors.
-  Single BPM-histogram values are pooled like any other (a one-value pool).
-* ``rhythm.onset_rate``: Essentia's standard-mode OnsetRate. (The Extractor runs the streaming
-  OnsetRate, which can count one more onset at the very end of the signal.)
+  intervals, BeatsLoudness at its beats, as the Extractor's RhythmDescriptors. Single
+  BPM-histogram values are pooled like any other (a one-value pool). ``rhythm.onset_rate``
+  counts the onsets of the streaming OnsetRate, as the Extractor does.
 * ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
   release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
   pitch curve.
 
-Pooling follows Essentia's PoolAggregator (:func:`pool_statistics`), vectorised.
+Pooling is Essentia's ``PoolAggregator`` (:func:`pool_statistics`).
+
+Determinism: the -100 dB noise on silent frames is reseeded for every framing pass, so a
+segment's values never depend on what was extracted before it, in which worker, or how many
+workers there were. Essentia's own extractor seeds that noise at random, so on segments with
+silent frames its values for the 2048/1024 spectral descriptors vary from run to run; ours are
+one fixed draw of the same noise.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ import essentia
 
 essentia.log.infoActive = False  # set before essentia.standard, which logs on import
 import essentia.standard as es  # noqa: E402
+import essentia.streaming as ess  # noqa: E402
 
 from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
 
@@ -60,10 +72,15 @@ DYNAMICS_FRAME, DYNAMICS_HOP = 4096, 2048
 LONG_FRAME, LONG_HOP = 88200, 44100
 
 N_BARK_BANDS = 27
-N_MEL_BANDS = 40
+N_MEL_BANDS = 40  # the MFCC's own mel filterbank (Essentia's MFCC default)
 HPCP_SIZE = 36
-#: Reference frequency of the HPCP (no tuning estimation, see module docstring).
+#: HPCP reference frequency before a segment's tuning is estimated (Essentia's default).
 HPCP_REFERENCE_HZ = 440.0
+#: The extraction's configuration. Bump it whenever a change alters any stored value: values
+#: of an older version are outdated, and ``stemstore extract`` recomputes them.
+#: "1": a fixed 440 Hz HPCP reference, MFCC mel bands, numpy pooling (before the study's
+#: configuration was matched); "2": the study's configuration, pooled by PoolAggregator.
+EXTRACTOR_VERSION = "2"
 #: BeatsLoudness band edges of the Extractor (the streaming algorithm's defaults: 6 bands;
 #: the standard-mode defaults differ).
 BEATS_LOUDNESS_BANDS_HZ = [0.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 22000.0]
@@ -78,59 +95,54 @@ _STAT_ROW = {name: row for row, name in enumerate(FRAME_STATISTICS)}
 # Pooling and clean-up
 # --------------------------------------------------------------------------------------------
 
-def pool_statistics(values: np.ndarray) -> np.ndarray:
-    """PoolAggregator statistics of a (frames x dims) array, one column per dimension.
+def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Essentia's ``PoolAggregator`` statistics of per-frame descriptor values.
 
-    Returns a ``(12, dims)`` float64 array whose rows follow
-    :data:`stemstore.catalog.FRAME_STATISTICS`: min, max, median, mean, var (population),
-    stdev, skew, kurt (excess), dmean, dvar (mean and variance of ``|x[i+1] - x[i]|``),
-    dmean2, dvar2 (of the absolute second difference). Like Essentia: skew is 0 and kurt is
-    -3 for a constant column, derivative statistics are 0 when there are too few frames for a
-    difference. With no frames at all every statistic is NaN. A 1-D input is one dimension.
+    ``frames`` maps a descriptor name to its frame values: a 1-D array (one value per frame)
+    or a 2-D (frames x dims) array. Returns, per descriptor, a ``(12, dims)`` float64 array
+    whose rows follow :data:`stemstore.catalog.FRAME_STATISTICS` (min, max, median, mean, var,
+    stdev, skew, kurt, dmean, dvar, dmean2, dvar2), exactly as ``PoolAggregator`` computes
+    them (in single precision, as Essentia's pool stores values). A descriptor with no
+    frames gets NaN for every statistic.
     """
-    x = np.asarray(values, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    n_frames, n_dims = x.shape
-    stats = np.full((_N_STATS, n_dims), np.nan)
-    if n_frames == 0:
-        return stats
-
-    mean = x.mean(axis=0)
-    centred = x - mean
-    squared = centred * centred
-    m2 = squared.mean(axis=0)
-    m3 = (squared * centred).mean(axis=0)
-    m4 = (squared * squared).mean(axis=0)
-    has_spread = m2 > 0
-    safe_m2 = np.where(has_spread, m2, 1.0)
-
-    stats[_STAT_ROW["min"]] = x.min(axis=0)
-    stats[_STAT_ROW["max"]] = x.max(axis=0)
-    stats[_STAT_ROW["median"]] = np.median(x, axis=0)
-    stats[_STAT_ROW["mean"]] = mean
-    stats[_STAT_ROW["var"]] = m2
-    stats[_STAT_ROW["stdev"]] = np.sqrt(m2)
-    # A constant column has skew 0 and kurt -3 (Essentia); a column holding NaN stays NaN.
-    undefined = np.isnan(m2)
-    stats[_STAT_ROW["skew"]] = np.where(has_spread, m3 / safe_m2 ** 1.5, np.where(undefined, np.nan, 0.0))
-    stats[_STAT_ROW["kurt"]] = np.where(
-        has_spread, m4 / (safe_m2 * safe_m2) - 3.0, np.where(undefined, np.nan, -3.0)
-    )
-
-    for order, mean_row, var_row in ((1, "dmean", "dvar"), (2, "dmean2", "dvar2")):
-        if n_frames > order:
-            derivative = np.abs(np.diff(x, n=order, axis=0))
-            stats[_STAT_ROW[mean_row]] = derivative.mean(axis=0)
-            stats[_STAT_ROW[var_row]] = derivative.var(axis=0)
+    pool = essentia.Pool()
+    cpp_pool = pool.cppPool  # the C++ pool: merges a whole column at once
+    shapes: dict[str, int] = {}
+    for name, values in frames.items():
+        x = np.asarray(values, dtype=np.float32)
+        shapes[name] = 1 if x.ndim == 1 else x.shape[1]
+        if x.shape[0] == 0:
+            continue
+        if x.ndim == 1:
+            cpp_pool.__merge__(name, "VECTOR_REAL", np.ascontiguousarray(x), "append")
         else:
-            stats[_STAT_ROW[mean_row]] = 0.0
-            stats[_STAT_ROW[var_row]] = 0.0
-    return stats
+            cpp_pool.__merge__(name, "VECTOR_VECTOR_REAL", list(np.ascontiguousarray(x)), "append")
+    aggregated = _aggregator()(pool)
+    present = set(aggregated.descriptorNames())
+    out: dict[str, np.ndarray] = {}
+    for name, dims in shapes.items():
+        stats = np.full((_N_STATS, dims), np.nan)
+        for row, statistic in enumerate(FRAME_STATISTICS):
+            key = f"{name}.{statistic}"
+            if key in present:
+                stats[row] = aggregated[key]
+        out[name] = stats
+    return out
+
+
+_AGGREGATOR = None
+
+
+def _aggregator():
+    """One PoolAggregator with the catalog's statistics (it keeps no state between pools)."""
+    global _AGGREGATOR
+    if _AGGREGATOR is None:
+        _AGGREGATOR = es.PoolAggregator(defaultStats=list(FRAME_STATISTICS))
+    return _AGGREGATOR
 
 
 def replace_non_finite(matrix: np.ndarray) -> tuple[np.ndarray, int]:
-    """Replace non-finite values column by column (METHOD.md section 3); returns (copy, count).
+    """Replace non-finite values column by column (docs/method.md, section 3); returns (copy, count).
 
     ``matrix`` is (segments x features). In each column NaN becomes the mean of the column's
     finite values, +inf its largest finite value and -inf its smallest; a column without any
@@ -254,10 +266,8 @@ _LOWLEVEL_SCALARS = (
     "lowLevel.spectral_complexity", "lowLevel.pitch", "lowLevel.pitch_instantaneous_confidence",
     "lowLevel.pitch_salience", "lowLevel.spectral_crest", "lowLevel.spectral_flatness_db",
     "lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis",
-    "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db", "lowLevel.melbands_spread",
-    "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis", "lowLevel.spectral_centroid",
-    "lowLevel.spectral_spread", "lowLevel.spectral_skewness", "lowLevel.spectral_kurtosis",
-    "lowLevel.dissonance", "lowLevel.spectral_entropy", "sfx.inharmonicity",
+    "lowLevel.spectral_centroid", "lowLevel.spectral_spread", "lowLevel.spectral_skewness",
+    "lowLevel.spectral_kurtosis", "lowLevel.dissonance", "sfx.inharmonicity",
     "sfx.oddtoevenharmonicenergyratio",
 )
 _LOWLEVEL_COLUMN = {name: column for column, name in enumerate(_LOWLEVEL_SCALARS)}
@@ -310,7 +320,6 @@ class FeatureExtractor:
         )
         self.zcr = es.ZeroCrossingRate()
         self.mfcc = es.MFCC(numberBands=N_MEL_BANDS)
-        self.mel_moments = es.CentralMoments(range=N_MEL_BANDS - 1)
         self.bark_bands = es.BarkBands(numberBands=N_BARK_BANDS, sampleRate=sr)
         self.bark_moments = es.CentralMoments(range=N_BARK_BANDS - 1)
         self.spectrum_moments = es.CentralMoments(range=nyquist)
@@ -349,19 +358,24 @@ class FeatureExtractor:
         self.tristimulus = es.Tristimulus()
         self.odd_to_even = es.OddToEvenHarmonicEnergyRatio()
 
-        # Tonal frames (Extractor: TonalExtractor, key HPCP). Own window and FFT: sharing the
-        # 2048-sample ones would re-plan them twice per segment.
+        # The Hann-window pass (plain frames, no noise): spectral entropy and mel-band shape,
+        # MelBands and CentralMoments with Essentia's defaults (24 bands, 0-22050 Hz).
+        self.hann_window = es.Windowing(type="hann", size=LOWLEVEL_FRAME)
+        self.hann_spectrum = es.Spectrum(size=LOWLEVEL_FRAME)
+        self.mel_bands = es.MelBands()
+        self.mel_moments = es.CentralMoments()
+
+        # Tonal frames (Extractor: TuningFrequencyExtractor, then TonalExtractor's key HPCP
+        # referenced to the estimated tuning). Own window and FFT: sharing the 2048-sample ones
+        # would re-plan them twice per segment. The two peak pickers differ only in order.
         self.tonal_window = es.Windowing(type="blackmanharris62", size=TONAL_FRAME)
         self.tonal_spectrum = es.Spectrum(size=TONAL_FRAME)
-        self.tonal_peaks = es.SpectralPeaks(
-            orderBy="magnitude", magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000,
-            maxPeaks=10000, sampleRate=sr,
-        )
-        self.hpcp = es.HPCP(
-            size=HPCP_SIZE, referenceFrequency=HPCP_REFERENCE_HZ, minFrequency=40.0,
-            maxFrequency=5000.0, nonLinear=False, bandPreset=False, windowSize=4.0 / 3.0,
-            weightType="squaredCosine", sampleRate=sr,
-        )
+        tonal_peak_range = dict(magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000,
+                                maxPeaks=10000, sampleRate=sr)
+        self.tuning_peaks = es.SpectralPeaks(orderBy="frequency", **tonal_peak_range)
+        self.tuning_frequency = es.TuningFrequency()
+        self.tonal_peaks = es.SpectralPeaks(orderBy="magnitude", **tonal_peak_range)
+        self.hpcp = es.HPCP(**self._hpcp_params(HPCP_REFERENCE_HZ))
 
         # Dynamics frames.
         self.larm = es.Larm(sampleRate=sr)
@@ -373,7 +387,6 @@ class FeatureExtractor:
         # Whole-segment algorithms.
         self.rhythm = es.RhythmExtractor2013(method="multifeature")
         self.bpm_histogram = es.BpmHistogramDescriptors()
-        self.onset_rate = es.OnsetRate()
         self.envelope = es.Envelope(sampleRate=sr)
         self.effective_duration = es.EffectiveDuration(sampleRate=sr)
         self.log_attack_time = es.LogAttackTime(sampleRate=sr)
@@ -385,10 +398,28 @@ class FeatureExtractor:
         self.derivative_sfx = es.DerivativeSFX()
         self.after_max_to_before_max = es.AfterMaxToBeforeMaxEnergyRatio()
 
+    def _hpcp_params(self, reference_hz: float) -> dict:
+        """The TonalExtractor's key-HPCP parameters, referenced to ``reference_hz``."""
+        return dict(size=HPCP_SIZE, referenceFrequency=float(reference_hz), minFrequency=40.0,
+                    maxFrequency=5000.0, nonLinear=False, bandPreset=False,
+                    windowSize=1.33333333333, weightType="squaredCosine",
+                    sampleRate=self.sample_rate)
+
     # -- framing -------------------------------------------------------------------------------
 
-    def _frames(self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool):
-        """Essentia FrameCutter frames, silent ones replaced by -100 dB noise."""
+    def _frames(self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool,
+                silent_noise: bool = True):
+        """Essentia FrameCutter frames; with ``silent_noise`` silent ones get -100 dB noise.
+
+        The noise generator is reseeded for every pass, so a frame's noise depends only on the
+        segment, never on what was extracted before it. (Essentia's own streaming FrameCutter
+        seeds it at random, so the study's values on silent frames are not reproducible.)
+        """
+        if not silent_noise:
+            yield from es.FrameGenerator(audio, frameSize=frame_size, hopSize=hop_size,
+                                         startFromZero=start_from_zero)
+            return
+        self.noise.configure(level=-100, fixSeed=True)  # reseeds; reset() would not
         is_silent, add_noise = essentia.isSilent, self.noise
         # Essentia's isSilent decides (instant power below -100 dB); the cheap numpy check in
         # front only spares the call for frames clearly louder than that, i.e. nearly all.
@@ -418,7 +449,7 @@ class FeatureExtractor:
         # and every argument is already what Essentia takes (see _direct).
         silence_rate, zcr = _direct(self.silence_rate), _direct(self.zcr)
         window, spectrum = _direct(self.window), _direct(self.spectrum)
-        mfcc_algo, mel_moments = _direct(self.mfcc), _direct(self.mel_moments)
+        mfcc_algo = _direct(self.mfcc)
         shape, crest = _direct(self.distribution_shape), _direct(self.crest)
         flatness_db, energy = _direct(self.flatness_db), _direct(self.energy)
         band_low, band_mid_low, band_mid_high, band_high = (_direct(b) for b in self.energy_bands)
@@ -426,7 +457,7 @@ class FeatureExtractor:
         rolloff, strong_peak = _direct(self.rolloff), _direct(self.strong_peak)
         decrease, centroid = _direct(self.decrease), _direct(self.centroid)
         complexity, pitch_yin = _direct(self.spectral_complexity), _direct(self.pitch_yin)
-        salience, entropy, contrast = _direct(self.pitch_salience), _direct(self.entropy), _direct(self.contrast)
+        salience, contrast = _direct(self.pitch_salience), _direct(self.contrast)
         bark_algo, bark_moments = _direct(self.bark_bands), _direct(self.bark_moments)
         spectrum_moments = _direct(self.spectrum_moments)
         harmonic_input_peaks, dissonance_peaks = _direct(self.harmonic_input_peaks), _direct(self.dissonance_peaks)
@@ -441,7 +472,7 @@ class FeatureExtractor:
             row[col["lowLevel.zerocrossingrate"]] = zcr(frame)
             spec = spectrum(window(frame))  # the one spectrum every spectral algorithm reads
             power = spec * spec
-            mel, mfcc[i] = mfcc_algo(spec)
+            _mel, mfcc[i] = mfcc_algo(spec)
             row[col["lowLevel.spectral_energy"]] = energy(spec)
             row[col["lowLevel.spectral_energyband_low"]] = band_low(spec)
             row[col["lowLevel.spectral_energyband_middle_low"]] = band_mid_low(spec)
@@ -464,15 +495,10 @@ class FeatureExtractor:
             row[col["lowLevel.spectral_flatness_db"]] = flatness_db(bark)
             (row[col["lowLevel.barkbands_spread"]], row[col["lowLevel.barkbands_skewness"]],
              row[col["lowLevel.barkbands_kurtosis"]]) = shape(bark_moments(bark))
-            row[col["lowLevel.melbands_crest"]] = crest(mel)
-            row[col["lowLevel.melbands_flatness_db"]] = flatness_db(mel)
-            (row[col["lowLevel.melbands_spread"]], row[col["lowLevel.melbands_skewness"]],
-             row[col["lowLevel.melbands_kurtosis"]]) = shape(mel_moments(mel))
             row[col["lowLevel.spectral_centroid"]] = centroid(power)
             (row[col["lowLevel.spectral_spread"]], row[col["lowLevel.spectral_skewness"]],
              row[col["lowLevel.spectral_kurtosis"]]) = shape(spectrum_moments(spec))
             row[col["lowLevel.dissonance"]] = dissonance(*dissonance_peaks(spec))
-            row[col["lowLevel.spectral_entropy"]] = entropy(spec)
             sccoeffs[i], scvalleys[i] = contrast(spec)
             freqs, mags = harmonic_input_peaks(spec)
             try:
@@ -492,26 +518,42 @@ class FeatureExtractor:
         out.update(bark_loudness_descriptors(barkbands))
         return out
 
+    def _hann(self, audio: np.ndarray) -> dict[str, np.ndarray]:
+        """Spectral entropy and mel-band shape of Hann-window 2048/1024 frames."""
+        window, spectrum = _direct(self.hann_window), _direct(self.hann_spectrum)
+        mel_bands, moments = _direct(self.mel_bands), _direct(self.mel_moments)
+        entropy, crest, flatness_db = _direct(self.entropy), _direct(self.crest), _direct(self.flatness_db)
+        shape = _direct(self.distribution_shape)
+        rows = []
+        for frame in self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False, silent_noise=False):
+            spec = spectrum(window(frame))
+            bands = mel_bands(spec)
+            rows.append((entropy(spec), crest(bands), flatness_db(bands), *shape(moments(bands))))
+        table = np.array(rows, dtype=np.float64).reshape(-1, 6)
+        names = ("lowLevel.spectral_entropy", "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db",
+                 "lowLevel.melbands_spread", "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis")
+        return {name: table[:, k] for k, name in enumerate(names)}
+
     def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """HPCP (36 bins) per 4096/2048 frame, with its crest and entropy."""
+        """HPCP (36 bins) per 4096/2048 frame, referenced to the segment's estimated tuning
+        frequency, with its crest and entropy (both 0 on an all-zero profile, as Essentia)."""
         window, spectrum = _direct(self.tonal_window), _direct(self.tonal_spectrum)
+        tuning_peaks, tuning = _direct(self.tuning_peaks), _direct(self.tuning_frequency)
+        spectra = []
+        tuning_hz = HPCP_REFERENCE_HZ
+        for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
+            spec = spectrum(window(frame))
+            spectra.append(spec)
+            tuning_hz, _cents = tuning(*tuning_peaks(spec))  # a running estimate: keep the last
+        self.hpcp.configure(**self._hpcp_params(tuning_hz))
         peaks, hpcp_algo = _direct(self.tonal_peaks), _direct(self.hpcp)
         crest, entropy = _direct(self.crest), _direct(self.entropy)
-        hpcps, crests, entropies = [], [], []
-        for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
-            hpcp = hpcp_algo(*peaks(spectrum(window(frame))))
-            hpcps.append(hpcp)
-            if hpcp.any():
-                crests.append(crest(hpcp))
-                entropies.append(entropy(hpcp))
-            else:  # no peaks in range: Crest/Entropy are undefined on an all-zero profile
-                crests.append(np.nan)
-                entropies.append(np.nan)
-        return {
-            "tonal.hpcp": np.array(hpcps, dtype=np.float64).reshape(-1, HPCP_SIZE),
-            "tonal.hpcp_crest": np.array(crests),
-            "tonal.hpcp_entropy": np.array(entropies),
-        }
+        hpcps = np.empty((len(spectra), HPCP_SIZE))
+        crests, entropies = np.empty(len(spectra)), np.empty(len(spectra))
+        for i, spec in enumerate(spectra):
+            hpcp = hpcp_algo(*peaks(spec))
+            hpcps[i], crests[i], entropies[i] = hpcp, crest(hpcp), entropy(hpcp)
+        return {"tonal.hpcp": hpcps, "tonal.hpcp_crest": crests, "tonal.hpcp_entropy": entropies}
 
     def _dynamics(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
         """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness."""
@@ -519,15 +561,16 @@ class FeatureExtractor:
         vickers, rms = _direct(self.loudness_vickers), _direct(self.rms)
         rows = [
             (larm(f), leq(f), loudness(f), vickers(f), rms(f))
-            for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, True)
+            for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, False, silent_noise=False)
         ]
         short = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        complexity, complexity_loudness, level = [], [], []
-        for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True):
+        complexity, complexity_loudness = [], []
+        for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True, silent_noise=False):
             value, window_loudness = self.dynamic_complexity(frame)
             complexity.append(value)
             complexity_loudness.append(window_loudness)
-            level.append(loudness(frame))
+        # The Extractor's level curve (LevelExtractor) frames with its noise on silent frames.
+        level = [loudness(frame) for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True)]
         pooled = {
             "dynamic.larm": short[:, 0],
             "dynamic.leq": short[:, 1],
@@ -561,8 +604,21 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        _onsets, onset_rate = self.onset_rate(audio)
-        return pooled, float(onset_rate)
+        return pooled, self._onset_rate(audio)
+
+    def _onset_rate(self, audio: np.ndarray) -> float:
+        """Onsets per second as the Extractor counts them: the streaming OnsetRate's onset
+        times (it can find one more at the very end than the standard-mode algorithm) over
+        the segment's length."""
+        source = ess.VectorInput(audio)
+        onset_rate = ess.OnsetRate()
+        pool = essentia.Pool()
+        source.data >> onset_rate.signal
+        onset_rate.onsetTimes >> (pool, "onset_times")
+        onset_rate.onsetRate >> None
+        essentia.run(source)
+        n_onsets = len(pool["onset_times"]) if "onset_times" in pool.descriptorNames() else 0
+        return n_onsets / audio.size * self.sample_rate
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
@@ -625,6 +681,7 @@ class FeatureExtractor:
         pooled: dict[str, np.ndarray] = {}
         scalars: dict[str, float] = {}
         pooled.update(self._lowlevel(signal))
+        pooled.update(self._hann(signal))
         pooled.update(self._tonal(signal))
         dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(signal)
         pooled.update(dynamics)
@@ -634,9 +691,9 @@ class FeatureExtractor:
         scalars.update(self._pitch_curve(pooled["lowLevel.pitch"]))
 
         values = np.full(len(self.names), np.nan)
+        statistics = pool_statistics({name: pooled[name] for name in self._pooled_layout})
         for descriptor, layout in self._pooled_layout.items():
-            stats = pool_statistics(pooled[descriptor])
-            values[layout.positions] = stats[layout.stat_rows, layout.columns]
+            values[layout.positions] = statistics[descriptor][layout.stat_rows, layout.columns]
         for descriptor, position in self._scalar_layout.items():
             values[position] = scalars[descriptor]
         return values

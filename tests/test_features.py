@@ -218,15 +218,19 @@ def _pool_aggregator(values: np.ndarray) -> dict[str, np.ndarray]:
         np.array([3.5]),  # one value
     ],
 )
-def test_pooling_agrees_with_essentia_pool_aggregator(values):
-    ours = pool_statistics(values)
+def test_pooling_is_essentias_pool_aggregator_frame_by_frame(values):
+    # The bulk merge into the pool must give exactly what adding frame by frame gives.
+    ours = pool_statistics({"x": values, "y": values[::-1]})
     reference = _pool_aggregator(values)
+    assert ours["x"].shape == (len(FRAME_STATISTICS), 1 if values.ndim == 1 else values.shape[1])
     for row, stat in enumerate(FRAME_STATISTICS):
-        np.testing.assert_allclose(ours[row], reference[stat], rtol=2e-4, atol=1e-5, err_msg=stat)
+        np.testing.assert_array_equal(ours["x"][row], reference[stat].astype(np.float64), err_msg=stat)
 
 
 def test_pooling_of_no_frames_is_nan():
-    assert np.isnan(pool_statistics(np.empty((0, 3)))).all()
+    pooled = pool_statistics({"empty": np.empty((0, 3)), "full": np.ones(4)})
+    assert pooled["empty"].shape == (len(FRAME_STATISTICS), 3) and np.isnan(pooled["empty"]).all()
+    assert pooled["full"][FRAME_STATISTICS.index("mean")] == 1.0
 
 
 # ---------------------------------------------------------------------------- non-finite values
