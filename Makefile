@@ -14,10 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Debian's PostgreSQL server, for the tests' throwaway clusters
+# Debian's PostgreSQL server, for the tests' throwaway clusters, and espeak-ng, which speaks
+# the speech segment of the feature-parity tests
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
-	  ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql)
+	@(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1) && \
+	  command -v espeak-ng >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql espeak-ng)
 
 test: install postgres
 	$(PY) -m pytest -q

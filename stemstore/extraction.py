@@ -35,7 +35,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -184,6 +184,17 @@ def _dask(tasks: list[SegmentTask], address: str) -> Iterator[SegmentResult]:
         client.close()
 
 
+def compute_segments(tasks: list[SegmentTask], workers: int = 1,
+                     dask_address: str | None = None) -> Iterator[SegmentResult]:
+    """Compute ``tasks`` inline (one worker), in ``workers`` local processes, or on the Dask
+    cluster at ``dask_address``; yields results in completion order. No database access."""
+    if dask_address:
+        return _dask(tasks, dask_address)
+    if workers > 1:
+        return _local_processes(tasks, min(workers, len(tasks)))
+    return _inline(tasks)
+
+
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
@@ -303,12 +314,7 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
         "limit": limit, "pending": len(tasks), "n_features": len(feature_ids),
         "software": _software(dask_address)})
     summary.run_id = run_id
-    if dask_address:
-        results: Iterable[SegmentResult] = _dask(tasks, dask_address)
-    elif workers > 1:
-        results = _local_processes(tasks, min(workers, len(tasks)))
-    else:
-        results = _inline(tasks)
+    results = compute_segments(tasks, workers=workers, dask_address=dask_address)
 
     started = time.perf_counter()
     try:

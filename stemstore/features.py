@@ -29,10 +29,9 @@ How the catalog's descriptors are computed
   on sample 0; DynamicComplexity on plain 2-s/1-s frames starting at sample 0.
   ``lowLevel.average_loudness`` is the Extractor's level average over Loudness of 2-s/1-s
   frames.
-* ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
-  intervals, BeatsLoudness at its beats, as the Extractor's RhythmDescriptors. Single
-  BPM-histogram values are pooled like any other (a one-value pool). ``rhythm.onset_rate``
-  counts the onsets of the streaming OnsetRate, as the Extractor does.
+* ``rhythm.*``: Essentia's ``Extractor`` restricted to rhythm (RhythmDescriptors and the
+  streaming OnsetRate, whose onset count gives ``onset_rate``), and BeatsLoudness at its
+  beats. Single BPM-histogram values are pooled like any other (a one-value pool).
 * ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
   release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
   pitch curve.
@@ -57,7 +56,6 @@ import essentia
 
 essentia.log.infoActive = False  # set before essentia.standard, which logs on import
 import essentia.standard as es  # noqa: E402
-import essentia.streaming as ess  # noqa: E402
 
 from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
 
@@ -105,28 +103,27 @@ def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     them (in single precision, as Essentia's pool stores values). A descriptor with no
     frames gets NaN for every statistic.
     """
-    pool = essentia.Pool()
-    cpp_pool = pool.cppPool  # the C++ pool: merges a whole column at once
-    shapes: dict[str, int] = {}
+    aggregator = _aggregator()
+    out: dict[str, np.ndarray] = {}
     for name, values in frames.items():
         x = np.asarray(values, dtype=np.float32)
-        shapes[name] = 1 if x.ndim == 1 else x.shape[1]
+        stats = np.full((_N_STATS, 1 if x.ndim == 1 else x.shape[1]), np.nan)
+        out[name] = stats
         if x.shape[0] == 0:
             continue
+        # One small pool per descriptor: PoolAggregator's cost grows with the whole pool's
+        # size for every descriptor it aggregates (7x slower on one pool of everything).
+        pool = essentia.Pool().cppPool  # the C++ pool: merges a whole column at once
         if x.ndim == 1:
-            cpp_pool.__merge__(name, "VECTOR_REAL", np.ascontiguousarray(x), "append")
+            pool.__merge__(name, "VECTOR_REAL", np.ascontiguousarray(x), "append")
         else:
-            cpp_pool.__merge__(name, "VECTOR_VECTOR_REAL", list(np.ascontiguousarray(x)), "append")
-    aggregated = _aggregator()(pool)
-    present = set(aggregated.descriptorNames())
-    out: dict[str, np.ndarray] = {}
-    for name, dims in shapes.items():
-        stats = np.full((_N_STATS, dims), np.nan)
+            pool.__merge__(name, "VECTOR_VECTOR_REAL", list(np.ascontiguousarray(x)), "append")
+        aggregated = aggregator(essentia.Pool(pool)).cppPool
+        present = set(aggregated.descriptorNames())
         for row, statistic in enumerate(FRAME_STATISTICS):
             key = f"{name}.{statistic}"
             if key in present:
-                stats[row] = aggregated[key]
-        out[name] = stats
+                stats[row] = aggregated.__value__(key, aggregated.__keyType__(key))
     return out
 
 
@@ -385,8 +382,8 @@ class FeatureExtractor:
         self.dynamic_complexity = es.DynamicComplexity(sampleRate=sr)
 
         # Whole-segment algorithms.
-        self.rhythm = es.RhythmExtractor2013(method="multifeature")
-        self.bpm_histogram = es.BpmHistogramDescriptors()
+        self.rhythm = es.Extractor(lowLevel=False, rhythm=True, tuning=False, midLevel=False,
+                                   highLevel=False, dynamics=False, relativeIoi=False)
         self.envelope = es.Envelope(sampleRate=sr)
         self.effective_duration = es.EffectiveDuration(sampleRate=sr)
         self.log_attack_time = es.LogAttackTime(sampleRate=sr)
@@ -583,17 +580,16 @@ class FeatureExtractor:
         return pooled, average_loudness(np.array(level))
 
     def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Beat, BPM-histogram and onset descriptors of the whole segment."""
-        _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
-        histogram = self.bpm_histogram(intervals)
+        """Beat, BPM-histogram and onset descriptors of the whole segment, from Essentia's
+        Extractor restricted to rhythm (its RhythmDescriptors and streaming OnsetRate)."""
+        pool = self.rhythm(audio)
+        present = set(pool.descriptorNames())
         pooled = {
-            name: np.array([value], dtype=np.float64)
-            for name, value in zip(
-                ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
-                 "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread"),
-                histogram[:6],
-            )
+            name: np.asarray(pool[name], dtype=np.float64).reshape(-1)
+            for name in ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
+                         "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread")
         }
+        ticks = np.asarray(pool["rhythm.beats_position"], dtype=np.float32) if "rhythm.beats_position" in present else []
         if len(ticks) > 0:
             # BeatsLoudness takes the beat positions as a parameter: reconfigure per segment.
             beats = es.BeatsLoudness(
@@ -604,21 +600,7 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        return pooled, self._onset_rate(audio)
-
-    def _onset_rate(self, audio: np.ndarray) -> float:
-        """Onsets per second as the Extractor counts them: the streaming OnsetRate's onset
-        times (it can find one more at the very end than the standard-mode algorithm) over
-        the segment's length."""
-        source = ess.VectorInput(audio)
-        onset_rate = ess.OnsetRate()
-        pool = essentia.Pool()
-        source.data >> onset_rate.signal
-        onset_rate.onsetTimes >> (pool, "onset_times")
-        onset_rate.onsetRate >> None
-        essentia.run(source)
-        n_onsets = len(pool["onset_times"]) if "onset_times" in pool.descriptorNames() else 0
-        return n_onsets / audio.size * self.sample_rate
+        return pooled, float(pool["rhythm.onset_rate"])
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
