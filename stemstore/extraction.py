@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from .audio import SAMPLE_RATE, AudioError, load_mono, preprocess
 from .errors import StemstoreError
-from .features import FeatureExtractor, replace_non_finite
+from .features import EXTRACTOR_VERSION, FeatureExtractor, replace_non_finite
 
 if TYPE_CHECKING:  # workers import this module: keep the database layer out of their imports
     from .store import Store
@@ -204,8 +204,11 @@ class ExtractSummary:
     """What one ``extract`` call did."""
 
     run_id: int | None
-    pending: int = 0              # segments that were pending when the run started
+    pending: int = 0              # segments to compute when the run started (new + outdated)
+    outdated: int = 0             # of those, segments whose values an older extractor computed
     extracted: int = 0
+    replaced: int = 0             # outdated segments whose values were replaced
+    stale_runs: int = 0           # runs marked stale because values they used were replaced
     failed: int = 0
     non_finite: int = 0           # NaN/inf values among those written
     already_done: int = 0         # written meanwhile by another extractor (not written again)
@@ -214,11 +217,14 @@ class ExtractSummary:
 
     def describe(self) -> str:
         if self.pending == 0:
-            return "nothing to do: no pending segments (run 'stemstore segment' first?)"
+            return "nothing to do: no pending or outdated segments (run 'stemstore segment' first?)"
         rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
         text = (f"extracted {self.extracted} of {self.pending} pending segments in {self.seconds:.1f} s "
                 f"({rate:.2f} segments/s); {self.failed} failed; {self.non_finite} non-finite values stored "
                 "(replaced when analysed)")
+        if self.outdated:
+            text += (f"; {self.replaced} of {self.outdated} outdated segments recomputed with extractor "
+                     f"version {EXTRACTOR_VERSION}, {self.stale_runs} runs that used them marked stale")
         if self.already_done:
             text += f"; {self.already_done} already done by another run"
         for segment_id, error in self.failures[:5]:
@@ -229,19 +235,43 @@ class ExtractSummary:
 
 
 _PENDING_SQL = """
-SELECT s.id AS segment_id, s.start, s.duration, s.params, t.path, c.root
+SELECT s.id AS segment_id, s.start, s.duration, s.params, t.path, c.root,
+       s.status = 'extracted' AS outdated
 FROM segments s
 JOIN tracks t ON t.id = s.track_id
 JOIN multitracks m ON m.id = t.multitrack_id
 JOIN corpora c ON c.id = m.corpus_id
-WHERE s.status = 'pending' AND NOT s.stale AND s.source = 'audio'
+LEFT JOIN segment_extractions x ON x.segment_id = s.id
+WHERE NOT s.stale AND s.source = 'audio'
+  AND (s.status = 'pending'
+       OR (s.status = 'extracted' AND (x.extractor_version IS NULL OR x.extractor_version <> :version)))
 ORDER BY s.id
 """
 
+#: Extracted audio segments whose values an older extractor version computed.
+OUTDATED_SQL = """
+SELECT COUNT(*) AS outdated FROM segments s
+LEFT JOIN segment_extractions x ON x.segment_id = s.id
+WHERE s.status = 'extracted' AND s.source = 'audio' AND NOT s.stale
+  AND (x.extractor_version IS NULL OR x.extractor_version <> :version)
+"""
+
+
+def count_outdated(store: Store) -> int:
+    """How many extracted segments carry values of an older extractor version."""
+    return int(store.read_sql(OUTDATED_SQL, {"version": EXTRACTOR_VERSION})["outdated"].iloc[0])
+
 
 def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
-    """The pending segments as worker tasks, oldest first."""
-    rows = store.read_sql(_PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""))
+    """The segments to compute as worker tasks, oldest first: pending ones, and extracted ones
+    whose values an older extractor version computed (``outdated_ids`` tells which)."""
+    return _tasks(store, limit)[0]
+
+
+def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int]]:
+    rows = store.read_sql(_PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                          {"version": EXTRACTOR_VERSION})
+    outdated = {int(r.segment_id) for r in rows.itertuples(index=False) if bool(r.outdated)}
     tasks = []
     for row in rows.itertuples(index=False):
         params = json.loads(row.params) if isinstance(row.params, str) else (row.params or {})
@@ -252,7 +282,47 @@ def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
         n_samples = params.get("window_samples") or int(round(row.duration * SAMPLE_RATE))
         tasks.append(SegmentTask(int(row.segment_id), path, int(start), int(n_samples),
                                  bool(params.get("normalise", True))))
-    return tasks
+    return tasks, outdated
+
+
+def _record_version(conn, segment_id: int) -> None:
+    conn.execute(sa.text("DELETE FROM segment_extractions WHERE segment_id = :id"), {"id": segment_id})
+    conn.execute(sa.text("INSERT INTO segment_extractions (segment_id, extractor_version, extracted_at) "
+                         "VALUES (:id, :version, CURRENT_TIMESTAMP)"),
+                 {"id": segment_id, "version": EXTRACTOR_VERSION})
+
+
+def _values_frame(segment_id: int, values: np.ndarray, feature_ids: np.ndarray) -> pd.DataFrame:
+    if len(values) != len(feature_ids):
+        raise StemstoreError(f"segment {segment_id}: {len(values)} values for "
+                             f"{len(feature_ids)} catalog features")
+    return pd.DataFrame({"segment_id": np.full(len(feature_ids), segment_id, dtype=np.int64),
+                         "feature_id": feature_ids, "value": np.asarray(values, dtype=np.float64)})
+
+
+def _replace_outdated(store: Store, result: SegmentResult, feature_ids: np.ndarray) -> int | None:
+    """Replace an outdated segment's values in one transaction: the old values stay until the
+    new ones are written with them, and the runs that used the segment become stale. Returns
+    how many runs were newly marked stale, or None if the segment was no longer outdated."""
+    frame = _values_frame(result.segment_id, result.values, feature_ids)
+    with store.engine.begin() as conn:
+        current = conn.execute(sa.text(
+            "SELECT s.status, s.stale, x.extractor_version FROM segments s "
+            "LEFT JOIN segment_extractions x ON x.segment_id = s.id WHERE s.id = :id"),
+            {"id": result.segment_id}).first()
+        if current is None or current.status != "extracted" or current.stale \
+                or current.extractor_version == EXTRACTOR_VERSION:
+            return None
+        conn.execute(sa.text("DELETE FROM feature_values WHERE segment_id = :id"), {"id": result.segment_id})
+        store.bulk_insert(conn, "feature_values", frame)
+        _record_version(conn, result.segment_id)
+        runs = [r[0] for r in conn.execute(sa.text(
+            "SELECT id FROM runs WHERE NOT stale AND id IN "
+            "(SELECT run_id FROM run_segments WHERE segment_id = :id)"), {"id": result.segment_id})]
+        if runs:
+            conn.execute(sa.text("UPDATE runs SET stale = TRUE WHERE id IN ("
+                                 + ", ".join(str(int(r)) for r in runs) + ")"))
+        return len(runs)
 
 
 def _write_result(store: Store, result: SegmentResult, feature_ids: np.ndarray) -> bool:
@@ -264,20 +334,15 @@ def _write_result(store: Store, result: SegmentResult, feature_ids: np.ndarray) 
                 "WHERE id = :id AND status = 'pending' RETURNING id"),
                 {"id": result.segment_id, "reason": result.error}).fetchall()
             return bool(changed)
-        if len(result.values) != len(feature_ids):
-            raise StemstoreError(f"segment {result.segment_id}: {len(result.values)} values for "
-                                 f"{len(feature_ids)} catalog features")
+        frame = _values_frame(result.segment_id, result.values, feature_ids)
         changed = conn.execute(sa.text(
             "UPDATE segments SET status = 'extracted', reason = NULL "
             "WHERE id = :id AND status = 'pending' AND NOT stale RETURNING id"),
             {"id": result.segment_id}).fetchall()
         if not changed:
             return False
-        store.bulk_insert(conn, "feature_values", pd.DataFrame({
-            "segment_id": np.full(len(feature_ids), result.segment_id, dtype=np.int64),
-            "feature_id": feature_ids,
-            "value": np.asarray(result.values, dtype=np.float64),
-        }))
+        store.bulk_insert(conn, "feature_values", frame)
+        _record_version(conn, result.segment_id)
         return True
 
 
@@ -303,15 +368,16 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
     if limit is not None and limit < 0:
         raise StemstoreError(f"limit must not be negative (got {limit})")
     feature_ids = store.features["id"].to_numpy(dtype=np.int64)  # catalog order
-    tasks = pending_tasks(store, limit)
-    summary = ExtractSummary(run_id=None, pending=len(tasks))
+    tasks, outdated = _tasks(store, limit)
+    summary = ExtractSummary(run_id=None, pending=len(tasks), outdated=len(outdated))
     if not tasks:
         return summary
 
     mode = "dask" if dask_address else ("processes" if workers > 1 else "inline")
     run_id = store.start_run("extraction", params={
         "mode": mode, "workers": workers if not dask_address else None, "dask_address": dask_address,
-        "limit": limit, "pending": len(tasks), "n_features": len(feature_ids),
+        "limit": limit, "pending": len(tasks), "outdated": len(outdated),
+        "extractor_version": EXTRACTOR_VERSION, "n_features": len(feature_ids),
         "software": _software(dask_address)})
     summary.run_id = run_id
     results = compute_segments(tasks, workers=workers, dask_address=dask_address)
@@ -319,7 +385,21 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
     started = time.perf_counter()
     try:
         for done, result in enumerate(results, start=1):
-            if not _write_result(store, result, feature_ids):
+            if result.segment_id in outdated:
+                # An outdated segment keeps its old values if the new ones cannot be computed.
+                stale_runs = None if result.values is None else _replace_outdated(store, result, feature_ids)
+                if result.values is None:
+                    summary.failed += 1
+                    if len(summary.failures) < 20:
+                        summary.failures.append((result.segment_id, f"{result.error} (older values kept)"))
+                elif stale_runs is None:
+                    summary.already_done += 1
+                else:
+                    summary.replaced += 1
+                    summary.extracted += 1
+                    summary.stale_runs += stale_runs
+                    summary.non_finite += int(np.count_nonzero(~np.isfinite(result.values)))
+            elif not _write_result(store, result, feature_ids):
                 summary.already_done += 1
             elif result.values is None:
                 summary.failed += 1
@@ -344,6 +424,7 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
 def _counts(summary: ExtractSummary) -> dict:
     return {"pending": summary.pending, "extracted": summary.extracted, "failed": summary.failed,
             "non_finite_values": summary.non_finite, "already_done": summary.already_done,
+            "outdated": summary.outdated, "replaced": summary.replaced, "stale_runs": summary.stale_runs,
             "seconds": round(summary.seconds, 3)}
 
 

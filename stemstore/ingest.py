@@ -1025,7 +1025,8 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
     * ``problems``: every missing or unreadable file with its reason;
     * ``stale``: stale tracks, segments and runs;
     * ``pending``: work left: stem pairs to segment (instruments of a group), segments to
-      extract, stale segments to redo.
+      extract, outdated segments to re-extract (values of an older extractor version), stale
+      segments to redo.
     """
     corpus = """FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
                 JOIN corpora c ON c.id = m.corpus_id
@@ -1067,11 +1068,13 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
     segments = store.read_sql(
         """SELECT SUM(CASE WHEN status = 'pending' AND NOT stale THEN 1 ELSE 0 END) AS to_extract,
                   SUM(CASE WHEN stale THEN 1 ELSE 0 END) AS stale FROM segments""").fillna(0)
+    from .extraction import count_outdated  # the extractor's version decides what is outdated
+
     out["pending"] = pd.DataFrame({
         "work": ["stem pairs to segment (instruments of a group)", "segments to extract",
-                 "stale segments to redo"],
+                 "outdated segments to re-extract (older extractor version)", "stale segments to redo"],
         "count": [int(to_segment["to_segment"].sum()), int(segments["to_extract"][0]),
-                  int(segments["stale"][0])],
+                  count_outdated(store), int(segments["stale"][0])],
     })
     out["stale"]["stale"] = out["stale"]["stale"].astype("int64")
     return out

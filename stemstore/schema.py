@@ -174,6 +174,21 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
 
 
+class SegmentExtraction(Base):
+    """Which extractor version computed a segment's stored feature values.
+
+    Values of an older version than :data:`stemstore.features.EXTRACTOR_VERSION` are outdated:
+    ``stemstore extract`` recomputes them and marks stale the runs that used them. Imported
+    segments have no row (their values were not computed here). A side table with no foreign
+    key, like track_files, so that its migration downgrades on DuckDB.
+    """
+
+    __tablename__ = "segment_extractions"
+    segment_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    extractor_version: Mapped[str] = mapped_column(sa.Text)
+    extracted_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
+
+
 class FeatureCatalog(Base):
     __tablename__ = "feature_catalogs"
     version: Mapped[str] = mapped_column(sa.Text, primary_key=True)

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli.app import app
 from stemstore.catalog import feature_names
-from stemstore.extraction import analysis_matrix, extract
+from stemstore.extraction import analysis_matrix, count_outdated, extract
+from stemstore.features import EXTRACTOR_VERSION
+from stemstore.ingest import status
 from stemstore.segments import segment
 from stemstore.store import Store
 
@@ -97,6 +100,85 @@ def test_extract_writes_every_feature_and_records_failures(store, db_url, tmp_pa
     result = runner.invoke(app, ["extract", "--db", db_url])
     assert result.exit_code == 1, result.output
     assert "1 failed" in result.output and f"segment {int(broken['id'])} failed" in result.output
+
+
+def _versions(store) -> dict[int, str]:
+    df = store.read_sql("SELECT segment_id, extractor_version FROM segment_extractions")
+    return dict(zip(df["segment_id"].astype(int), df["extractor_version"]))
+
+
+def _run_using(store, segment_ids) -> int:
+    run_id = store.start_run("selection", group="bass", params={"test": True})
+    with store.engine.begin() as conn:
+        for segment_id in segment_ids:
+            conn.execute(sa.text("INSERT INTO run_segments (run_id, segment_id) VALUES (:r, :s)"),
+                         {"r": run_id, "s": int(segment_id)})
+    store.finish_run(run_id)
+    return run_id
+
+
+def _stale_runs(store) -> set[int]:
+    return set(store.read_sql("SELECT id FROM runs WHERE stale")["id"].astype(int))
+
+
+def test_outdated_values_are_counted_recomputed_and_their_runs_marked_stale(store, tmp_path):
+    _corpus(store, tmp_path / "corpus", n_multitracks=3)
+    segment(store, window=WINDOW)
+    extract(store)
+    current = _long_values(store)
+    ids = sorted(_status(store))
+    assert set(_versions(store).values()) == {EXTRACTOR_VERSION} and set(_versions(store)) == set(ids)
+    assert count_outdated(store) == 0
+
+    # Values of an older extractor: two segments say version "1", one has no version at all
+    # (extracted before versions were recorded). The old values differ from today's.
+    old, unversioned = ids[:2], ids[2]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE segment_extractions SET extractor_version = '1' "
+                             f"WHERE segment_id IN ({old[0]}, {old[1]})"))
+        conn.execute(sa.text(f"DELETE FROM segment_extractions WHERE segment_id = {unversioned}"))
+        conn.execute(sa.text(f"UPDATE feature_values SET value = -1.0 WHERE segment_id IN "
+                             f"({old[0]}, {old[1]}, {unversioned})"))
+    using_old = _run_using(store, [old[0], ids[3]])
+    not_using = _run_using(store, ids[3:])
+    assert count_outdated(store) == 3
+    pending = status(store)["pending"].set_index("work")["count"]
+    assert pending["outdated segments to re-extract (older extractor version)"] == 3
+
+    # A failed recomputation keeps the old values: nothing is lost before it is replaced.
+    broken = store.read_sql(f"SELECT t.path FROM segments s JOIN tracks t ON t.id = s.track_id "
+                            f"WHERE s.id = {old[1]}")["path"][0]
+    saved = (tmp_path / "corpus" / broken).read_bytes()
+    (tmp_path / "corpus" / broken).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    summary = extract(store)
+    assert (summary.outdated, summary.replaced, summary.failed, summary.stale_runs) == (3, 2, 1, 1)
+    assert _status(store)[old[1]] == "extracted" and _versions(store)[old[1]] == "1"
+    kept = store.read_sql(f"SELECT value FROM feature_values WHERE segment_id = {old[1]}")["value"]
+    assert len(kept) == N_FEATURES and (kept == -1.0).all()
+    assert _stale_runs(store) == {using_old}  # the run that used replaced values, not the other
+
+    (tmp_path / "corpus" / broken).write_bytes(saved)
+    summary = extract(store)
+    assert (summary.outdated, summary.replaced, summary.failed) == (1, 1, 0)
+    assert count_outdated(store) == 0 and set(_versions(store).values()) == {EXTRACTOR_VERSION}
+    np.testing.assert_array_equal(_long_values(store), current)  # recomputed exactly
+    assert not_using not in _stale_runs(store)
+    assert extract(store).pending == 0
+
+
+def test_migration_keeps_existing_values_and_marks_them_outdated(db_url, tmp_path):
+    store = Store.open(db_url, create=True, check_schema=False)
+    store.init()
+    _corpus(store, tmp_path / "corpus", n_multitracks=2)
+    segment(store, window=WINDOW)
+    extract(store)
+    values = _long_values(store)
+    store.downgrade("0005")  # a store from before extractor versions ...
+    store.upgrade()          # ... upgraded: its values are kept and known to be outdated
+    np.testing.assert_array_equal(_long_values(store), values)
+    assert set(_versions(store).values()) == {"1"} and count_outdated(store) == 4
+    assert extract(store).replaced == 4 and count_outdated(store) == 0
+    store.close()
 
 
 def test_analysis_matrix_replaces_non_finite_values(store, tmp_path):

@@ -8,8 +8,9 @@ prepares the input audio (ReplayGain + equal-loudness, the same array for both s
 
 On segments with silent frames Essentia's own Extractor is not reproducible: its streaming
 FrameCutter fills silent frames with -100 dB noise seeded at random, so two of its runs differ
-on the 2048/1024 spectral descriptors that read those frames. There a feature agrees when it
-lies within 1e-3 of the reference or within three times the spread of four Extractor runs.
+on the 2048/1024 spectral descriptors that read those frames (and the pitch-curve globals).
+There those features are compared statistically, against the spread of four Extractor runs;
+every other feature must be within 1e-3 (relative) on every segment.
 """
 
 from __future__ import annotations
@@ -237,9 +238,22 @@ def segments() -> dict[str, np.ndarray]:
             for name, (make, _silent) in SEGMENTS.items()}
 
 
+#: Descriptors computed on the Extractor's 2048/1024 frames, where silent frames get -100 dB
+#: noise seeded at random (the Hann-window pass uses plain frames), and the pitch-curve globals.
+HANN_PASS = {"lowLevel.spectral_entropy", "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db",
+             "lowLevel.melbands_spread", "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis"}
+
+
+def _reads_noise_frames(catalog) -> np.ndarray:
+    on_noisy_frames = catalog["frame_size"].eq(2048).fillna(False).astype(bool)
+    on_noisy_frames &= ~catalog["descriptor"].isin(HANN_PASS)
+    return (on_noisy_frames | catalog["descriptor"].str.startswith("sfx.pitch_")).to_numpy(dtype=bool)
+
+
 @pytest.fixture(scope="module")
 def comparison(segments):
-    """Per segment: (ours, reference, how far ours may be from it)."""
+    """Per segment: ours, the reference, the allowance (1e-3 plus three times the spread of
+    Essentia's own runs) and where Essentia's runs disagree among themselves."""
     catalog = load_catalog()
     extractor = FeatureExtractor()
     out = {}
@@ -257,39 +271,47 @@ def comparison(segments):
 
 
 def _agree(ours, reference, allowed) -> np.ndarray:
-    both_nan = np.isnan(ours) & np.isnan(reference)
+    same = (ours == reference) | (np.isnan(ours) & np.isnan(reference))  # equal infinities too
     with np.errstate(invalid="ignore"):
-        return both_nan | (np.abs(ours - reference) <= allowed)
+        return same | (np.abs(ours - reference) <= allowed)
 
 
-def test_at_least_1800_features_agree_with_the_studys_extraction_on_every_segment(comparison):
-    names = load_catalog()["name"].to_numpy()
+def test_at_least_1800_features_agree_with_the_studys_extraction(comparison):
+    # Every feature within 1e-3 on every segment, except where Essentia's own extraction is not
+    # reproducible: the features reading its randomly seeded noise, on segments with silent
+    # frames (checked statistically below).
+    catalog = load_catalog()
+    names = catalog["name"].to_numpy()
+    noise_reading = _reads_noise_frames(catalog)
     agree_everywhere = np.ones(len(names), dtype=bool)
-    for ours, reference, allowed, _noisy in comparison.values():
-        agree_everywhere &= _agree(ours, reference, allowed)
+    for name, (ours, reference, _allowed, _noisy) in comparison.items():
+        agree = _agree(ours, reference, TOLERANCE * np.abs(reference))
+        if SEGMENTS[name][1]:
+            agree |= noise_reading
+        agree_everywhere &= agree
     disagreeing = sorted(names[~agree_everywhere])
     assert agree_everywhere.sum() >= 1800, f"{len(disagreeing)} features disagree: {disagreeing[:40]}"
+    assert not disagreeing, disagreeing  # in fact all of them
 
 
-def test_segments_without_silent_frames_agree_strictly(comparison):
-    # No noise is involved: every feature must be within 1e-3 of Essentia's, with no spread.
-    names = load_catalog()["name"].to_numpy()
-    for name, (ours, reference, _allowed, _noisy) in comparison.items():
-        if SEGMENTS[name][1]:
+def test_noise_reading_features_agree_within_essentias_own_spread_on_silent_frames(comparison):
+    # Our noise is one fixed draw of the same -100 dB noise: the values lie where Essentia's own
+    # runs lie. Most agree outright; allow a few draws outside three times the observed spread.
+    noise_reading = _reads_noise_frames(load_catalog())
+    for name, (ours, reference, allowed, _noisy) in comparison.items():
+        if not SEGMENTS[name][1]:
             continue
-        agree = _agree(ours, reference, TOLERANCE * np.abs(reference))
-        assert agree.sum() >= 1800 and agree.all(), f"{name}: {sorted(names[~agree])[:20]}"
+        agree = _agree(ours[noise_reading], reference[noise_reading], allowed[noise_reading])
+        assert agree.mean() >= 0.9, f"{name}: {agree.sum()} of {agree.size}"
 
 
-def test_only_noise_reading_descriptors_vary_between_essentias_own_runs(comparison):
-    # Where the reference varies it is the 2048/1024 spectral frames (the Extractor's noise on
-    # silent frames): HPCP, dynamics, mel bands and global features are reproducible.
+def test_only_noise_reading_features_vary_between_essentias_own_runs(comparison):
+    # HPCP, dynamics, mel bands, rhythm and the envelope are reproducible even with silence.
     catalog = load_catalog()
+    noise_reading = _reads_noise_frames(catalog)
     for name, (_ours, _reference, _allowed, noisy) in comparison.items():
-        frame_sizes = set(catalog.loc[noisy, "frame_size"].dropna().astype(int))
-        assert frame_sizes <= {2048}, f"{name}: {sorted(catalog.loc[noisy, 'name'])[:10]}"
-        descriptors = set(catalog.loc[noisy, "descriptor"])
-        assert not descriptors & {"lowLevel.melbands_crest", "lowLevel.spectral_entropy"}
+        unexpected = noisy & ~noise_reading
+        assert not unexpected.any(), f"{name}: {sorted(catalog.loc[unexpected, 'name'])[:10]}"
 
 
 def test_hpcp_follows_the_estimated_tuning_and_crest_entropy_are_finite(comparison, segments):
