@@ -44,7 +44,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 #: Columns of the pairs table that are not features.
 ID_COLUMNS = ("multitrack", "instrument", "role", "pair", "split")
@@ -464,24 +464,92 @@ def _predict_2d(estimator: BaseEstimator, X: np.ndarray) -> np.ndarray:
 class AveragingRegressor(RegressorMixin, BaseEstimator):
     """The mean of the predictions of several regressors (the study's ensemble).
 
-    ``estimators`` is a list of (name, estimator) pairs; :meth:`fit` fits a clone of each. To
-    wrap estimators that are already fitted (what :func:`run_regression` does), use
-    :meth:`from_fitted`.
+    :meth:`fit` fits a clone of each estimator on the same data; :meth:`predict` averages
+    their predictions. To wrap estimators that are already fitted (what
+    :func:`run_regression` does), use :meth:`from_fitted`.
+
+    Parameters
+    ----------
+    estimators : sequence of (str, estimator) tuples, default=()
+        The named regressors to average. At least one is needed to fit.
+
+    Attributes
+    ----------
+    estimators_ : list of (str, estimator) tuples
+        The fitted regressors.
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from sklearn.neighbors import KNeighborsRegressor
+    >>> from stemstore.regression import AveragingRegressor
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> y = np.array([0.0, 2.0, 4.0, 6.0])
+    >>> averaging = AveragingRegressor([("lr", LinearRegression()),
+    ...                                 ("knn", KNeighborsRegressor(n_neighbors=1))])
+    >>> averaging.fit(X, y).predict([[1.0], [2.4]]).round(3)
+    array([2. , 4.4])
     """
 
     def __init__(self, estimators: Sequence[tuple[str, BaseEstimator]] = ()):
         self.estimators = estimators
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # the study's targets are several stem features
+        return tags
+
     def fit(self, X, y):
+        """Fit a clone of every estimator on X and y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Training targets.
+
+        Returns
+        -------
+        self : AveragingRegressor
+            The fitted ensemble.
+        """
         if not self.estimators:
             raise ValueError("AveragingRegressor needs at least one estimator")
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True)
+        self._single_target = np.ndim(y) == 1
         self.estimators_ = [(name, clone(est).fit(X, y)) for name, est in self.estimators]
-        self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
     @classmethod
     def from_fitted(cls, estimators: Sequence[tuple[str, BaseEstimator]]) -> "AveragingRegressor":
-        """An AveragingRegressor over estimators that are already fitted (not refitted)."""
+        """An AveragingRegressor over estimators that are already fitted (not refitted).
+
+        Parameters
+        ----------
+        estimators : sequence of (str, estimator) tuples
+            Fitted regressors, all trained on the same features.
+
+        Returns
+        -------
+        averaging : AveragingRegressor
+            Ready to predict; ``n_features_in_`` is the first estimator's (None if unknown).
+            Its predictions are always 2-D, (n_samples, n_targets).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LinearRegression
+        >>> from stemstore.regression import AveragingRegressor
+        >>> X, Y = np.arange(8.0).reshape(4, 2), np.arange(4.0).reshape(4, 1)
+        >>> lr = LinearRegression().fit(X, Y)
+        >>> AveragingRegressor.from_fitted([("lr", lr)]).predict(X[:2]).round(3)
+        array([[0.],
+               [1.]])
+        """
         estimators = list(estimators)
         if not estimators:
             raise ValueError("AveragingRegressor needs at least one estimator")
@@ -491,9 +559,25 @@ class AveragingRegressor(RegressorMixin, BaseEstimator):
         return averaging
 
     def predict(self, X):
+        """The mean of the estimators' predictions.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Averaged predictions: 1-D when :meth:`fit` was given a 1-D ``y``, otherwise 2-D.
+        """
         check_is_fitted(self, "estimators_")
-        X = np.asarray(X, dtype=float)
-        return np.mean([_predict_2d(est, X) for _, est in self.estimators_], axis=0)
+        if getattr(self, "n_features_in_", None) is None:  # from_fitted on estimators that do not say
+            X = check_array(X, dtype=float)
+        else:
+            X = validate_data(self, X, reset=False, dtype=float)
+        mean = np.mean([_predict_2d(est, X) for _, est in self.estimators_], axis=0)
+        return mean.ravel() if getattr(self, "_single_target", False) else mean
 
 
 # --------------------------------------------------------------------------------------------

@@ -532,7 +532,8 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         counts = np.bincount(y_codes, minlength=len(self.classes_))
         if len(self.classes_) < 2:
             raise ValueError(
-                f"RandomForestSelector needs at least two classes; y has only {self.classes_!r}"
+                "RandomForestSelector needs at least two classes; y has only one class, "
+                f"{self.classes_[0]!r}"
             )
         if counts.min() < self.min_class_count:
             detail = ", ".join(f"{c!r}: {n}" for c, n in zip(self.classes_.tolist(), counts))
