@@ -382,14 +382,33 @@ def _fit_grid_limits(grid: dict[str, list], name: str, n_fold_train: int, n_feat
     return grid
 
 
-def _json_safe(value: Any) -> Any:
-    """Plain Python types for a hyperparameter value (numpy scalars become int/float)."""
+def json_safe(value: Any) -> Any:
+    """Plain Python types for a hyperparameter value (numpy scalars become int/float).
+
+    Parameters
+    ----------
+    value : object
+        A hyperparameter value, or a list, tuple or dict of them.
+
+    Returns
+    -------
+    object
+        The same value with numpy scalars as Python numbers, tuples as lists, dict keys as
+        strings and anything else not JSON-able as its ``repr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stemstore.regression import json_safe
+    >>> json_safe({"C": np.float64(1.5), "p": (1, np.int64(2)), 3: None})
+    {'C': 1.5, 'p': [1, 2], '3': None}
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
@@ -431,7 +450,7 @@ def fit_tuned_models(
             warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.svm")
             search.fit(X_train, Y_train, groups=groups)
         fitted[name] = search.best_estimator_
-        best = {k[len(prefix):]: _json_safe(v) for k, v in search.best_params_.items()}
+        best = {k[len(prefix):]: json_safe(v) for k, v in search.best_params_.items()}
         if name == "rf":
             best["random_state"] = seed
         hyper[name] = best
@@ -440,12 +459,12 @@ def fit_tuned_models(
             "scoring": "mape",
             "cv": cv_name,
             "n_splits": len(fold_train_sizes),
-            "grid": _json_safe(grid),
+            "grid": json_safe(grid),
             "best_mape": float(-search.best_score_),
             "best_mape_sd": float(results["std_test_score"][search.best_index_]),
             "candidates": [
                 {
-                    "params": {k[len(prefix):]: _json_safe(v) for k, v in p.items()},
+                    "params": {k[len(prefix):]: json_safe(v) for k, v in p.items()},
                     "mape": float(-m),
                     "mape_sd": float(s),
                 }
@@ -845,7 +864,7 @@ def run_regression(
         results[name] = ModelResult(
             name=name,
             estimator=models[name],
-            hyperparameters=_json_safe(hyper[name]),
+            hyperparameters=json_safe(hyper[name]),
             cv=cv_records[name],
             metrics=regression_metrics(Y_test, y_pred, features),
             predictions=_long_predictions(data, test, y_pred, features),

@@ -166,7 +166,7 @@ def regress(
     frame = paired_matrix(store, group, features)
     params = {"group": group, "preset": preset, "outliers": outliers, "test_fraction": test_fraction,
               "seed": seed, "ensemble_threshold": ensemble_threshold, "features": features,
-              "selection_run": selection_run, "grids": rg._json_safe(dict(grids)) if grids else None}
+              "selection_run": selection_run, "grids": rg.json_safe(dict(grids)) if grids else None}
     run_id = store.start_run(RUN_KIND, group=group, params=params, seed=seed)
     try:
         try:
