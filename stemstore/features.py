@@ -29,9 +29,10 @@ How the catalog's descriptors are computed
   on sample 0; DynamicComplexity on plain 2-s/1-s frames starting at sample 0.
   ``lowLevel.average_loudness`` is the Extractor's level average over Loudness of 2-s/1-s
   frames.
-* ``rhythm.*``: Essentia's ``Extractor`` restricted to rhythm (RhythmDescriptors and the
-  streaming OnsetRate, whose onset count gives ``onset_rate``), and BeatsLoudness at its
-  beats. Single BPM-histogram values are pooled like any other (a one-value pool).
+* ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
+  intervals and BeatsLoudness at its beats, as the Extractor's RhythmDescriptors; single
+  BPM-histogram values are pooled like any other (a one-value pool). ``onset_rate`` counts the
+  onsets of the streaming OnsetRate's chain of algorithms (frames centred on sample 0).
 * ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
   release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
   pitch curve.
@@ -66,6 +67,8 @@ LOWLEVEL_FRAME, LOWLEVEL_HOP = 2048, 1024
 #: Tonal (HPCP) frames and dynamics frames.
 TONAL_FRAME, TONAL_HOP = 4096, 2048
 DYNAMICS_FRAME, DYNAMICS_HOP = 4096, 2048
+#: The onset detection frames of Essentia's OnsetRate.
+ONSET_FRAME, ONSET_HOP = 1024, 512
 #: 2-s windows, 1-s hop: DynamicComplexity and the average-loudness level curve.
 LONG_FRAME, LONG_HOP = 88200, 44100
 
@@ -382,8 +385,15 @@ class FeatureExtractor:
         self.dynamic_complexity = es.DynamicComplexity(sampleRate=sr)
 
         # Whole-segment algorithms.
-        self.rhythm = es.Extractor(lowLevel=False, rhythm=True, tuning=False, midLevel=False,
-                                   highLevel=False, dynamics=False, relativeIoi=False)
+        self.rhythm = es.RhythmExtractor2013(method="multifeature")
+        self.bpm_histogram = es.BpmHistogramDescriptors()
+        # The streaming OnsetRate's chain (see _onset_rate).
+        self.onset_window = es.Windowing(type="hann", size=ONSET_FRAME, zeroPadding=0)
+        self.onset_fft = es.FFT(size=ONSET_FRAME)
+        self.onset_polar = es.CartesianToPolar()
+        self.onset_hfc = es.OnsetDetection(method="hfc", sampleRate=sr)
+        self.onset_complex = es.OnsetDetection(method="complex", sampleRate=sr)
+        self.onsets = es.Onsets(frameRate=sr / ONSET_HOP)
         self.envelope = es.Envelope(sampleRate=sr)
         self.effective_duration = es.EffectiveDuration(sampleRate=sr)
         self.log_attack_time = es.LogAttackTime(sampleRate=sr)
@@ -580,16 +590,18 @@ class FeatureExtractor:
         return pooled, average_loudness(np.array(level))
 
     def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Beat, BPM-histogram and onset descriptors of the whole segment, from Essentia's
-        Extractor restricted to rhythm (its RhythmDescriptors and streaming OnsetRate)."""
-        pool = self.rhythm(audio)
-        present = set(pool.descriptorNames())
+        """Beat, BPM-histogram and onset descriptors of the whole segment, as the Extractor's
+        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness."""
+        _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
+        histogram = self.bpm_histogram(intervals)
         pooled = {
-            name: np.asarray(pool[name], dtype=np.float64).reshape(-1)
-            for name in ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
-                         "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread")
+            name: np.array([value], dtype=np.float64)
+            for name, value in zip(
+                ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
+                 "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread"),
+                histogram[:6],
+            )
         }
-        ticks = np.asarray(pool["rhythm.beats_position"], dtype=np.float32) if "rhythm.beats_position" in present else []
         if len(ticks) > 0:
             # BeatsLoudness takes the beat positions as a parameter: reconfigure per segment.
             beats = es.BeatsLoudness(
@@ -600,7 +612,28 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        return pooled, float(pool["rhythm.onset_rate"])
+        return pooled, self._onset_rate(audio)
+
+    def _onset_rate(self, audio: np.ndarray) -> float:
+        """Onsets per second as the Extractor counts them.
+
+        The Extractor runs the streaming OnsetRate, whose frames are centred on sample 0
+        (the standard-mode algorithm starts them at 0, and can miss an onset at the end). Here
+        the same Essentia algorithms are wired the streaming way: 1024/512 plain frames, Hann
+        window, FFT, CartesianToPolar, OnsetDetection (hfc and complex), Onsets; the rate is
+        the onset count over the segment's length, as the Extractor computes it.
+        """
+        window, fft, polar = _direct(self.onset_window), _direct(self.onset_fft), _direct(self.onset_polar)
+        hfc, complex_domain = _direct(self.onset_hfc), _direct(self.onset_complex)
+        detections = []
+        for frame in self._frames(audio, ONSET_FRAME, ONSET_HOP, False, silent_noise=False):
+            magnitude, phase = polar(fft(window(frame)))
+            detections.append((hfc(magnitude, phase), complex_domain(magnitude, phase)))
+        if not detections:
+            return 0.0
+        matrix = np.ascontiguousarray(np.array(detections, dtype=np.float32).T)
+        onsets = self.onsets(matrix, np.ones(2, dtype=np.float32))
+        return len(onsets) / audio.size * self.sample_rate
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
