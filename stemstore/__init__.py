@@ -1,3 +1,95 @@
-"""stemstore: a database-backed dataset and feature store for stem-processing research."""
+"""stemstore: a database-backed dataset and feature store for stem-processing research.
+
+The public API is the names in ``__all__``:
+
+- :class:`Store`, the database (DuckDB file or PostgreSQL);
+- the pipeline's stages, in order: :func:`ingest` (a corpus's metadata and audio files),
+  :func:`segment` (analysis windows), :func:`extract` (Essentia features), :func:`select`
+  (random-forest feature selection), :func:`regress` (raw-to-stem regression), and
+  :func:`run_study`, which runs select, regress and the reports for one group;
+- :func:`feature_matrix`, the stored feature values as a wide table;
+- the estimators :class:`RandomForestSelector` (VSURF feature selection) and
+  :class:`AveragingRegressor` (the mean of several regressors), both scikit-learn compatible;
+- :class:`StemstoreError`, the error a user can cause and fix.
+
+Names are imported on first use (PEP 562), so ``import stemstore`` stays fast and does not load
+Essentia, scikit-learn or the database drivers until a name that needs them is used.
+
+``stemstore.ingest`` is the ingest stage; its module is :mod:`stemstore.ingest` too. Python binds
+a package attribute to a submodule when that submodule is first imported, so code that imports the
+module (``import stemstore.ingest``) before ``stemstore.ingest`` is first used sees the module
+there; ``from stemstore import ingest`` in a fresh interpreter gives the function.
+
+Examples
+--------
+>>> import stemstore
+>>> selector = stemstore.RandomForestSelector.from_preset("fast", random_state=0)
+>>> selector.n_forests, selector.n_trees
+(10, 200)
+>>> issubclass(stemstore.StemstoreError, Exception)
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import StemstoreError
 
 __version__ = "0.1.0"
+
+#: Public name -> module (relative to this package) that defines it, imported on first use.
+_LAZY: dict[str, str] = {
+    "Store": ".store",
+    "feature_matrix": ".exchange",
+    "ingest": ".ingest",
+    "segment": ".segments",
+    "extract": ".extraction",
+    "select": ".selection_runs",
+    "regress": ".regression_runs",
+    "run_study": ".study",
+    "RandomForestSelector": ".selection",
+    "AveragingRegressor": ".regression",
+}
+
+__all__ = [
+    "Store",
+    "ingest",
+    "segment",
+    "extract",
+    "select",
+    "regress",
+    "run_study",
+    "feature_matrix",
+    "RandomForestSelector",
+    "AveragingRegressor",
+    "StemstoreError",
+]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from .exchange import feature_matrix
+    from .extraction import extract
+    from .ingest import ingest
+    from .regression import AveragingRegressor
+    from .regression_runs import regress
+    from .segments import segment
+    from .selection import RandomForestSelector
+    from .selection_runs import select
+    from .store import Store
+    from .study import run_study
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    # Cache it. For "ingest" this also replaces the submodule that importing it bound here.
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(__all__) | {"__version__"})
