@@ -374,16 +374,21 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
         return summary
 
     mode = "dask" if dask_address else ("processes" if workers > 1 else "inline")
-    run_id = store.start_run("extraction", params={
-        "mode": mode, "workers": workers if not dask_address else None, "dask_address": dask_address,
-        "limit": limit, "pending": len(tasks), "outdated": len(outdated),
-        "extractor_version": EXTRACTOR_VERSION, "n_features": len(feature_ids),
-        "software": _software(dask_address)})
-    summary.run_id = run_id
-    results = compute_segments(tasks, workers=workers, dask_address=dask_address)
+    with store.run("extraction", params={
+            "mode": mode, "workers": workers if not dask_address else None, "dask_address": dask_address,
+            "limit": limit, "pending": len(tasks), "outdated": len(outdated),
+            "extractor_version": EXTRACTOR_VERSION, "n_features": len(feature_ids),
+            "software": _software(dask_address)}) as run:
+        summary.run_id = run.id
+        results = compute_segments(tasks, workers=workers, dask_address=dask_address)
 
-    started = time.perf_counter()
-    try:
+        started = time.perf_counter()
+
+        def counts() -> dict:  # called when the run ends, done or failed: the time is taken then
+            summary.seconds = time.perf_counter() - started
+            return _counts(summary)
+
+        run.counts = counts
         for done, result in enumerate(results, start=1):
             if result.segment_id in outdated:
                 # An outdated segment keeps its old values if the new ones cannot be computed.
@@ -410,14 +415,7 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
                 summary.non_finite += int(np.count_nonzero(~np.isfinite(result.values)))
             if progress:
                 progress(done, len(tasks))
-    except BaseException as exc:
-        summary.seconds = time.perf_counter() - started
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        store.finish_run(run_id, status="failed", counts=_counts(summary), message=reason[:500])
-        raise
-    summary.seconds = time.perf_counter() - started
-    store.finish_run(run_id, status="done", counts=_counts(summary),
-                     message=f"{summary.failed} segment(s) failed" if summary.failed else None)
+        run.message = f"{summary.failed} segment(s) failed" if summary.failed else None
     return summary
 
 

@@ -89,7 +89,7 @@ import yaml
 from .errors import StemstoreError
 from .schema import (JSONText, Corpus, Multitrack, MultitrackSource, Run, RunSegment, Segment,
                      Track, TrackFile, TrackLink, utcnow)
-from .store import Store, instrument_ids
+from .store import Store, describe_error, instrument_ids
 
 FORMATS = ("medleydb", "folder")
 AUDIO_SUFFIXES = {".wav", ".flac", ".aif", ".aiff", ".ogg"}
@@ -284,14 +284,15 @@ def ingest(store: Store, path: Path | str, format: str = "medleydb",
         if summary.run_id is None and summary.changed_anything:
             # an ingest run is recorded when something changed (refreshed file stamps alone
             # are not a change), so a repeated ingest leaves no trace
-            summary.run_id = store.start_run("ingest", params=params)
+            summary.run_id = run.start()
         for spec, _ in batch:
             done += 1
             if progress:
                 progress(done, len(sources), spec.name)
         batch.clear()
 
-    try:
+    with store.run("ingest", params=params, deferred=True, failure_message=describe_error) as run:
+        run.counts = summary.counts
         for source in sources:
             item = _prepare(root, corpus_id, format, source, known.get(source.name), metadata_only, summary)
             if item is None:  # unchanged or rejected: nothing to write
@@ -305,13 +306,7 @@ def ingest(store: Store, path: Path | str, format: str = "medleydb",
             if len(batch) >= BATCH_MULTITRACKS or time.monotonic() - batch_started >= BATCH_SECONDS:
                 flush()
         flush()
-    except BaseException as exc:
-        if summary.run_id is not None:
-            store.finish_run(summary.run_id, status="failed", counts=summary.counts(),
-                             message=f"{type(exc).__name__}: {exc}"[:500])
-        raise
-    if summary.run_id is not None:
-        store.finish_run(summary.run_id, counts=summary.counts(), message=summary.describe())
+        run.message = summary.describe()
     return summary
 
 

@@ -167,8 +167,8 @@ def regress(
     params = {"group": group, "preset": preset, "outliers": outliers, "test_fraction": test_fraction,
               "seed": seed, "ensemble_threshold": ensemble_threshold, "features": features,
               "selection_run": selection_run, "grids": rg.json_safe(dict(grids)) if grids else None}
-    run_id = store.start_run(RUN_KIND, group=group, params=params, seed=seed)
-    try:
+    # also on Ctrl-C the run says it failed, and nothing partial is kept
+    with store.run(RUN_KIND, group=group, params=params, seed=seed, failure_message=_failure_message) as run:
         try:
             result = rg.run_regression(
                 frame.reset_index(drop=True), features, group, preset=preset, outliers=outliers,
@@ -176,12 +176,14 @@ def regress(
                 ensemble_threshold=ensemble_threshold)
         except ValueError as exc:
             raise StemstoreError(f"group {group}: {exc}") from exc
-        _write_results(store, run_id, frame, result, params)
-    except BaseException as exc:  # also Ctrl-C: the run says it failed, nothing partial is kept
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        store.finish_run(run_id, status="failed", message=message)
-        raise
-    return run_id
+        _write_results(store, run.id, frame, result, params)
+        run.recorded = True  # finished 'done' in the transaction that wrote the results
+    return run.id
+
+
+def _failure_message(exc: BaseException) -> str:
+    """A failed regression run records the first line of its error, or the error's type."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.RegressionResult,

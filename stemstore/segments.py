@@ -49,7 +49,7 @@ from .audio import (SAMPLE_RATE, AudioError, is_silent, load_mono, preprocess, w
                     window_energies)
 from .errors import StemstoreError
 from .schema import utcnow
-from .store import Store
+from .store import Store, describe_error
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -365,15 +365,16 @@ def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
     if not todo:
         return summary
 
-    run_id = store.start_run("segment", group=",".join(groups) if groups else None,
-                             params={"window": window, "normalise": normalise,
-                                     "groups": list(groups or []), "units": len(todo)})
-    summary.run_id = run_id
-    common = {"window": window, "window_samples": window_samples, "normalise": normalise,
-              "replaygain": normalise, "equal_loudness": True, "sample_rate": SAMPLE_RATE,
-              "downmix": "mix", "run": run_id}
-    cache, cached_multitrack = _AudioCache(), None
-    try:
+    with store.run("segment", group=",".join(groups) if groups else None,
+                   params={"window": window, "normalise": normalise,
+                           "groups": list(groups or []), "units": len(todo)},
+                   failure_message=describe_error) as run:
+        run.counts = lambda: _counts(summary)
+        run_id = summary.run_id = run.id
+        common = {"window": window, "window_samples": window_samples, "normalise": normalise,
+                  "replaygain": normalise, "equal_loudness": True, "sample_rate": SAMPLE_RATE,
+                  "downmix": "mix", "run": run_id}
+        cache, cached_multitrack = _AudioCache(), None
         for done, unit in enumerate(todo, start=1):
             if unit.multitrack_id != cached_multitrack:  # units come grouped by multitrack
                 cache.clear()
@@ -391,11 +392,6 @@ def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
                     summary.skip_reasons[kind] = summary.skip_reasons.get(kind, 0) + 1
             if progress:
                 progress(done, len(todo))
-    except BaseException as exc:
-        store.finish_run(run_id, status="failed", message=f"{type(exc).__name__}: {exc}"[:500],
-                         counts=_counts(summary))
-        raise
-    store.finish_run(run_id, counts=_counts(summary))
     return summary
 
 

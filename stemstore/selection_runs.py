@@ -66,24 +66,29 @@ def select(store: Store, group: str, *, preset: str = "fast", seed: int = 0, n_j
     selector = RandomForestSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, **overrides)
     params = {"preset": preset, **{k: v for k, v in selector.get_params().items() if k != "verbose"},
               "n_segments": len(data.y), "n_features": data.X.shape[1]}
-    run_id = store.start_run("selection", group=group, params=params, seed=seed)
     try:
-        if progress:
-            progress(f"selecting among {data.X.shape[1]} features of {len(data.y)} segments "
-                     f"({preset} preset: {selector.n_forests} forests × {selector.n_trees} trees)")
-        selector.fit(data.X, data.y)
-        _store_results(store, run_id, data, selector)
-    except Exception as exc:
-        store.finish_run(run_id, status="failed", message=str(exc).splitlines()[0] if str(exc) else repr(exc))
-        if isinstance(exc, ValueError):
-            raise StemstoreError(f"selection for group {group!r} failed: {exc}") from exc
-        raise
-    store.finish_run(run_id, counts={
-        "f_p1": len(selector.f_p1_), "f_p2": len(selector.f_p2_), "f_pred": len(selector.f_pred_),
-        "threshold": float(selector.threshold_), "th_pred": float(selector.th_pred_),
-        "raw_segments": int((data.y == 0).sum()), "stem_segments": int((data.y == 1).sum()),
-        "non_finite_replaced": data.non_finite_replaced})
-    return run_id
+        with store.run("selection", group=group, params=params, seed=seed,
+                       failure_message=_failure_message) as run:
+            if progress:
+                progress(f"selecting among {data.X.shape[1]} features of {len(data.y)} segments "
+                         f"({preset} preset: {selector.n_forests} forests × {selector.n_trees} trees)")
+            selector.fit(data.X, data.y)
+            _store_results(store, run.id, data, selector)
+            run.counts = {
+                "f_p1": len(selector.f_p1_), "f_p2": len(selector.f_p2_), "f_pred": len(selector.f_pred_),
+                "threshold": float(selector.threshold_), "th_pred": float(selector.th_pred_),
+                "raw_segments": int((data.y == 0).sum()), "stem_segments": int((data.y == 1).sum()),
+                "non_finite_replaced": data.non_finite_replaced}
+    except ValueError as exc:
+        raise StemstoreError(f"selection for group {group!r} failed: {exc}") from exc
+    return run.id
+
+
+def _failure_message(exc: BaseException) -> str:
+    """A failed selection run records the first line of its error (``interrupted`` for Ctrl-C)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
 
 
 def _store_results(store: Store, run_id: int, data: SelectionInput, selector: RandomForestSelector) -> None:

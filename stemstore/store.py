@@ -11,10 +11,11 @@ import os
 import platform
 import struct
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -319,6 +320,54 @@ class Store:
             if message is not None:
                 run.message = message
 
+    @contextmanager
+    def run(self, kind: str, *, group: str | None = None, params: dict | None = None,
+            seed: int | None = None, deferred: bool = False,
+            failure_message: Callable[[BaseException], str] | None = None) -> Iterator["RunRecord"]:
+        """Record the work of a ``with`` block as one run::
+
+            with store.run("extraction", params=params) as run:
+                run.counts = lambda: counts(summary)  # or a dict; read when the run ends
+                ...
+                run.message = "3 segment(s) failed"
+
+        The run starts as ``running`` (with ``deferred``, only when the block calls
+        ``run.start()``; a run never started records nothing). When the block ends normally the
+        run is finished ``done`` with its counts and message, unless the block recorded its end
+        itself (``run.recorded = True``, e.g. in the transaction that wrote its results). On
+        any exception, Ctrl-C included, the run is finished ``failed`` with its counts as they
+        stand and ``failure_message(exc)`` (default :func:`describe_failure`) as its message,
+        and the exception propagates.
+        """
+        record = RunRecord(self, kind, group, params, seed)
+        if not deferred:
+            record.start()
+        try:
+            yield record
+        except BaseException as exc:
+            if record.id is not None:
+                self.finish_run(record.id, status="failed", counts=record.final_counts(),
+                                message=(failure_message or describe_failure)(exc))
+            raise
+        if record.id is not None and not record.recorded:
+            self.finish_run(record.id, counts=record.final_counts(), message=record.message)
+
+    def latest_run(self, kind: str, group: str, *, current_only: bool = True) -> int | None:
+        """The id of the latest run of ``kind`` for ``group``, or None when there is none.
+
+        The rule: a run counts when it finished ``done`` (running and failed runs never count)
+        for exactly this group; with ``current_only`` a stale run (one whose segments or values
+        changed after it ran) does not count either; of those, the latest is the one with the
+        highest id (ids grow in the order runs start).
+        """
+        query = sa.select(sa.func.max(Run.id)).where(
+            Run.kind == kind, Run.status == "done", Run.group_name == group)
+        if current_only:
+            query = query.where(sa.not_(Run.stale))
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return None if found is None else int(found)
+
     # -- bulk paths ------------------------------------------------------------------------
     def bulk_insert(self, conn: sa.Connection, table: str, frame: pd.DataFrame) -> None:
         """Insert a DataFrame in one statement: an Arrow scan on DuckDB, COPY on PostgreSQL
@@ -368,6 +417,47 @@ class Store:
                 buffer += chunk
         return _parse_pg_binary_copy(bytes(buffer), ["segment_id", "feature_id", "value"],
                                      [">i8", ">i8", ">f8"])
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What a failed run records about its error: ``interrupted`` for Ctrl-C, else
+    :func:`describe_error`."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return describe_error(exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, at most 500 characters (Ctrl-C gives ``KeyboardInterrupt: ``)."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclass(eq=False)
+class RunRecord:
+    """The run of a ``with store.run(...)`` block (see :meth:`Store.run`).
+
+    ``id`` is None until the run starts. ``counts`` (a dict, or a function returning one,
+    called when the run ends) and ``message`` are what the run is finished with; ``recorded``
+    says the block has already recorded the run's end itself."""
+
+    store: Store = field(repr=False)
+    kind: str
+    group: str | None = None
+    params: dict | None = None
+    seed: int | None = None
+    id: int | None = None
+    counts: dict | Callable[[], dict] | None = None
+    message: str | None = None
+    recorded: bool = False
+
+    def start(self) -> int:
+        """Record the run as running (once); returns its id."""
+        if self.id is None:
+            self.id = self.store.start_run(self.kind, group=self.group, params=self.params, seed=self.seed)
+        return self.id
+
+    def final_counts(self) -> dict | None:
+        return self.counts() if callable(self.counts) else self.counts
 
 
 def _arrow_column(column: pd.Series) -> pa.Array:
