@@ -437,9 +437,24 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
 
     Examples
     --------
+    Two classes of 20 rows; only feature 0 differs between them. Tiny forests keep it quick
+    (``from_preset("fast")`` is the usual starting point on real data):
+
+    >>> import numpy as np
     >>> from stemstore.selection import RandomForestSelector
-    >>> selector = RandomForestSelector.from_preset("fast", random_state=0, n_jobs=2)
-    >>> selector.fit(X, y).f_pred_names_  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 20)
+    >>> X = rng.normal(size=(40, 6))
+    >>> X[:, 0] += 3 * y
+    >>> selector = RandomForestSelector(n_forests=3, n_trees=20, n_fits_interp=2,
+    ...                                 n_trees_interp=10, n_fits_pred=2, n_trees_pred=10,
+    ...                                 random_state=0)
+    >>> selector.fit(X, y).f_pred_names_
+    array(['x0'], dtype=object)
+    >>> selector.get_support()
+    array([ True, False, False, False, False, False])
+    >>> selector.transform(X).shape
+    (40, 1)
     """
 
     def __init__(
@@ -488,6 +503,21 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     def from_preset(cls, preset: str = "paper", **overrides) -> "RandomForestSelector":
         """A selector with a named parameter set (see ``PRESETS``) plus overrides.
 
+        Parameters
+        ----------
+        preset : {"paper", "fast"}, default="paper"
+            Name of the parameter set in ``PRESETS``.
+        **overrides
+            Constructor parameters that replace the preset's (or add to them).
+
+        Returns
+        -------
+        selector : RandomForestSelector
+            An unfitted selector.
+
+        Examples
+        --------
+        >>> from stemstore.selection import RandomForestSelector
         >>> RandomForestSelector.from_preset("fast", n_jobs=2).n_forests
         10
         """
@@ -498,7 +528,21 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     # -- fitting -------------------------------------------------------------
 
     def fit(self, X, y):
-        """Run the three steps on X (n_samples, n_features) and class labels y."""
+        """Run the three steps (thresholding, interpretation, prediction) on X and y.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Feature values. With a DataFrame, the column names become ``feature_names_in_``
+            and name the selections.
+        y : array-like of shape (n_samples,)
+            Class labels; at least two classes, each with ``min_class_count`` rows or more.
+
+        Returns
+        -------
+        self : RandomForestSelector
+            The fitted selector (``f_p1_``, ``f_p2_``, ``f_pred_`` and the other attributes).
+        """
         X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_features=1, order="C")
         self._check_parameters()
         self.classes_, y_codes = np.unique(y, return_inverse=True)
