@@ -246,6 +246,32 @@ def split_train_test(
     A stored split (``split`` is "train" or "test" for every pair, with both present) is kept:
     source "stored". Otherwise a seeded GroupShuffleSplit holds out about ``test_fraction`` of
     the multitracks, so no multitrack has pairs on both sides: source "grouped-shuffle".
+
+    Parameters
+    ----------
+    multitracks : sequence of str
+        The multitrack of each pair.
+    split : sequence of {"train", "test", None}, optional
+        A stored split, one value per pair.
+    test_fraction : float, default=0.1
+        Fraction of the multitracks to hold out when a new split is made, in (0, 1).
+    seed : int, default=0
+        Seed of the new split.
+
+    Returns
+    -------
+    train, test : ndarray of int
+        Sorted indices of the training and of the test pairs.
+    source : {"stored", "grouped-shuffle"}
+        Where the split came from.
+
+    Examples
+    --------
+    >>> from stemstore.regression import split_train_test
+    >>> split_train_test(["m1", "m2", "m3"], ["train", "train", "test"])
+    (array([0, 1]), array([2]), 'stored')
+    >>> split_train_test(["m1", "m1", "m2", "m2", "m3", "m3"], test_fraction=0.3, seed=0)
+    (array([0, 1, 2, 3]), array([4, 5]), 'grouped-shuffle')
     """
     multitracks = np.asarray(multitracks, dtype=object)
     if not 0.0 < test_fraction < 1.0:
@@ -273,6 +299,27 @@ def find_outliers(X: np.ndarray, Y: np.ndarray, n_sd: float = 3.0) -> np.ndarray
     Mean and (population) standard deviation are computed per column of X and of Y over the
     pairs given, which should be the training pairs only. One pass, no iteration. A constant
     column flags nothing.
+
+    Parameters
+    ----------
+    X, Y : ndarray of shape (n_pairs, n_features)
+        Raw (input) and stem (target) values of the pairs.
+    n_sd : float, default=3.0
+        Distance from the mean, in standard deviations, beyond which a value is an outlier.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_pairs,)
+        True for the pairs with at least one outlying value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stemstore.regression import find_outliers
+    >>> X = np.array([[1.0], [1.1], [0.9], [1.0], [1.05], [0.95], [1.0], [1.1], [0.9], [1.0],
+    ...               [1.0], [9.0]])
+    >>> np.flatnonzero(find_outliers(X, 2 * X))
+    array([11])
     """
     values = np.hstack([X, Y])
     mean = values.mean(axis=0)
@@ -609,6 +656,27 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, features: Sequenc
     mape(f) = mean |y_true - y_pred| / |y_true|, mae(f) = mean |y_true - y_pred| over the test
     pairs. A feature with a zero true value has mape = inf (the ratio is undefined) and
     ``n_zero_targets`` says how many zeros there were.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_pairs, n_features)
+        True and predicted stem values of the test pairs.
+    features : sequence of str
+        Names of the target features, one per column.
+
+    Returns
+    -------
+    DataFrame
+        Index ``feature``; columns ``mape``, ``mae`` and ``n_zero_targets``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stemstore.regression import regression_metrics
+    >>> metrics = regression_metrics(np.array([[1.0, 0.0], [2.0, 4.0]]),
+    ...                              np.array([[1.5, 1.0], [2.0, 3.0]]), ["a", "b"])
+    >>> metrics["mape"].tolist(), metrics["mae"].tolist(), metrics["n_zero_targets"].tolist()
+    ([0.25, inf], [0.25, 1.0], [0, 1])
     """
     y_true = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
     y_pred = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
@@ -685,6 +753,33 @@ def search_ensemble(
     (or is infinite, i.e. a zero target) are dropped; every single model and every average of
     two or more models is scored by a-mape = mean mape over the kept features. Ties go to fewer
     models, then to the order of ``predictions``.
+
+    Parameters
+    ----------
+    predictions : mapping of str to ndarray of shape (n_test, n_features)
+        Each model's predictions of the test pairs.
+    y_test : array-like of shape (n_test, n_features)
+        The true stem values.
+    features : sequence of str
+        Names of the target features.
+    threshold : float, default=0.5
+        Largest best-model mape for a feature to be kept.
+
+    Returns
+    -------
+    EnsembleResult
+        The chosen models, their a-mape, the kept and dropped features and every candidate.
+
+    Examples
+    --------
+    Two models with opposite errors: their average is exact.
+
+    >>> import numpy as np
+    >>> from stemstore.regression import search_ensemble
+    >>> choice = search_ensemble({"lr": np.array([[1.1], [2.2]]), "knn": np.array([[0.9], [1.8]])},
+    ...                          np.array([[1.0], [2.0]]), ["a"])
+    >>> choice.models, round(choice.a_mape, 6), choice.kept_features
+    (('lr', 'knn'), 0.0, ['a'])
     """
     names = list(predictions)
     if not names:
@@ -914,6 +1009,30 @@ def predict_stem(
     ``raw_values`` is the raw segment's values of the model's features, in the order the model
     was trained with; a dict or Series is reordered by ``features`` when given. Returns a 1-D
     array for one recording, 2-D for several.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted regressor (or :class:`AveragingRegressor`) from raw to stem values.
+    raw_values : sequence, mapping, Series or ndarray
+        One recording's raw values (1-D), several recordings' (2-D), or a dict/Series by name.
+    features : sequence of str, optional
+        The model's features in training order; needed for a dict or Series.
+
+    Returns
+    -------
+    ndarray
+        Predicted stem values: shape (n_targets,) for one recording, (n, n_targets) for several.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> from stemstore.regression import predict_stem
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
+    >>> model = LinearRegression().fit(X, 2 * X)
+    >>> predict_stem(model, {"b": 3.0, "a": 1.0}, features=["a", "b"]).round(6)
+    array([2., 6.])
     """
     if isinstance(raw_values, (Mapping, pd.Series)):
         if features is None:
