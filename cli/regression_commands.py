@@ -56,22 +56,15 @@ def regress(
     Example: `stemstore regress --group bass --preset paper --outliers none`
     """
     from stemstore.regression_runs import regress as run_regress
+    from stemstore.regression_runs import regression_summary
 
     with open_store(db) as store:
         run_id = run_regress(store, group, features=_names(features), selection_run=selection,
                              preset=preset, outliers=outliers, test_fraction=test_fraction,
                              seed=seed, n_jobs=jobs, ensemble_threshold=threshold)
-        counts = store.read_sql("SELECT counts FROM runs WHERE id = :r", {"r": run_id})["counts"].iloc[0]
-        counts = json.loads(counts) if isinstance(counts, str) else counts
-    best = counts.get("best")
-    summary = (f"regression run {run_id} ({group}, {preset}): {counts['train_pairs']} training and "
-               f"{counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
-    if best:
-        summary += f"best {best} with a-mape {counts['a_mape']:.4g}"
-    else:
-        summary += f"no target feature has a best mape within {threshold}: no model chosen"
-    typer.echo(summary)
-    for note in counts.get("warnings") or []:
+        summary = regression_summary(store, run_id)
+    typer.echo(summary.describe())
+    for note in summary.warnings:
         typer.echo(f"note: {note}", err=True)
 
 

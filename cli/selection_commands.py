@@ -30,13 +30,14 @@ def select(
     Example: `stemstore select --group vocal --preset paper --seed 1`
     """
     from stemstore.selection_runs import select as run_select
+    from stemstore.selection_runs import selection_summary
 
     overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
     with open_store(db) as store:
         run_id = run_select(store, group, preset=preset, seed=seed, n_jobs=jobs,
                             progress=lambda msg: typer.echo(msg, err=True), **overrides)
-        counts = store.read_sql("SELECT counts FROM runs WHERE id = :r", {"r": run_id})["counts"][0]
-        typer.echo(f"selection run {run_id} for {group}: {counts}")
+        summary = selection_summary(store, run_id)
+    typer.echo(summary.describe())
 
 
 @plot_app.command("importance")

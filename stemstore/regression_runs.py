@@ -48,14 +48,12 @@ def selection_fpred(store: Store, group: str, selection_run: int | None = None) 
     """(run id, f_pred in order) of a selection run: ``selection_run``, or the group's latest
     finished one."""
     if selection_run is None:
-        found = store.read_sql(
-            "SELECT MAX(id) AS id FROM runs WHERE kind = 'selection' AND status = 'done' "
-            "AND group_name = :g AND NOT stale", {"g": group})
-        if found.empty or pd.isna(found["id"].iloc[0]):
+        # only a current run: f_pred of a run whose segments changed would be out of date
+        selection_run = store.latest_run("selection", group, current_only=True)
+        if selection_run is None:
             raise StemstoreError(
                 f"group {group!r} has no finished selection run to take f_pred from: run "
                 "'stemstore select' first, or give the features with --features a,b,...")
-        selection_run = int(found["id"].iloc[0])
     else:
         run = store.read_sql("SELECT kind, status, group_name FROM runs WHERE id = :r", {"r": selection_run})
         if run.empty:
@@ -79,12 +77,11 @@ def selection_fpred(store: Store, group: str, selection_run: int | None = None) 
 def latest_regression_run(store: Store, group: str) -> int:
     """The id of the group's latest finished regression run."""
     store.group_instruments(group)  # unknown group: a clear error
-    found = store.read_sql(
-        "SELECT MAX(id) AS id FROM runs WHERE kind = :k AND status = 'done' AND group_name = :g",
-        {"k": RUN_KIND, "g": group})
-    if found.empty or pd.isna(found["id"].iloc[0]):
+    # stale runs count here, as in table6/table7's is_latest (selection_fpred leaves them out)
+    found = store.latest_run(RUN_KIND, group, current_only=False)
+    if found is None:
         raise StemstoreError(f"group {group!r} has no finished regression run: run 'stemstore regress --group {group}'")
-    return int(found["id"].iloc[0])
+    return found
 
 
 def run_features(store: Store, run_id: int) -> list[str]:
@@ -250,6 +247,44 @@ def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.Re
 
 
 # -- reading a run back ----------------------------------------------------------------------
+@dataclass
+class RegressionSummary:
+    """What a finished regression run did: its pairs, the best model and its a-mape, notes."""
+
+    run_id: int
+    group: str | None
+    preset: str
+    threshold: float
+    counts: dict
+
+    @property
+    def best(self) -> str | None:
+        return self.counts.get("best")
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.counts.get("warnings") or [])
+
+    def describe(self) -> str:
+        counts = self.counts
+        text = (f"regression run {self.run_id} ({self.group}, {self.preset}): {counts['train_pairs']} training "
+                f"and {counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
+        if self.best:
+            return text + f"best {self.best} with a-mape {counts['a_mape']:.4g}"
+        return text + f"no target feature has a best mape within {self.threshold}: no model chosen"
+
+
+def regression_summary(store: Store, run_id: int) -> RegressionSummary:
+    """The summary of regression run ``run_id``, from its run record."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != RUN_KIND:
+            raise StemstoreError(f"run {run_id} is not a regression run")
+        params = run.params or {}
+        return RegressionSummary(run_id=run_id, group=run.group_name, preset=params.get("preset"),
+                                 threshold=params.get("ensemble_threshold"), counts=dict(run.counts or {}))
+
+
 @dataclass
 class StoredModel:
     """The best model of a regression run, loaded from its skops bytes."""

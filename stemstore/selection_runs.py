@@ -9,11 +9,11 @@ the ascending (prediction) OOB errors.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from .errors import StemstoreError
 from .exchange import META_COLUMNS
@@ -141,11 +141,34 @@ def latest_selection_run(store: Store, group: str, run_id: int | None = None) ->
             if run.status != "done":
                 raise StemstoreError(f"selection run {run_id} is {run.status}, not done")
             return run_id
-        found = s.scalar(sa.select(sa.func.max(Run.id)).where(
-            Run.kind == "selection", Run.status == "done", Run.group_name == group))
+    # stale runs count here (the figures show the group's latest finished run, as table4 marks
+    # it), while regress takes its f_pred from the latest current one (selection_fpred)
+    found = store.latest_run("selection", group, current_only=False)
     if found is None:
         raise StemstoreError(f"group {group!r} has no finished selection run: run 'stemstore select --group {group}'")
-    return int(found)
+    return found
+
+
+@dataclass
+class SelectionSummary:
+    """What a finished selection run found: its counts (f_p1, f_p2, f_pred, thresholds, ...)."""
+
+    run_id: int
+    group: str | None
+    counts: dict
+
+    def describe(self) -> str:
+        counts = json.dumps(self.counts, sort_keys=True, default=str)  # as the run record keeps them
+        return f"selection run {self.run_id} for {self.group}: {counts}"
+
+
+def selection_summary(store: Store, run_id: int) -> SelectionSummary:
+    """The summary of selection run ``run_id``, from its run record."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != "selection":
+            raise StemstoreError(f"no selection run {run_id}")
+        return SelectionSummary(run_id=run_id, group=run.group_name, counts=dict(run.counts or {}))
 
 
 def selection_results(store: Store, run_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -20,7 +20,7 @@ from cli.app import app
 from stemstore.errors import StemstoreError
 from stemstore.exchange import import_features
 from stemstore.regression import MODEL_NAMES
-from stemstore.regression_runs import best_model, predict, regress
+from stemstore.regression_runs import best_model, predict, regress, regression_summary
 from stemstore.reports import report
 
 from .conftest import GROUPS, REFERENCE, require_shared
@@ -160,6 +160,15 @@ def test_reference_tuned_run_records_cv_and_outliers(store):
     excluded = store.read_sql("SELECT COUNT(*) AS n FROM run_segments WHERE run_id = :r AND excluded = 'outlier'",
                               {"r": run_id})
     assert int(excluded["n"].iloc[0]) == 2 * counts["outlier_pairs"]
+    summary = regression_summary(store, run_id)
+    assert summary.counts == counts and summary.warnings == counts["warnings"]
+    text = (f"regression run {run_id} (guitar, tuned): {counts['train_pairs']} training and "
+            f"{counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
+    if counts["best"]:
+        text += f"best {counts['best']} with a-mape {counts['a_mape']:.4g}"
+    else:
+        text += "no target feature has a best mape within 0.5: no model chosen"
+    assert summary.describe() == text
 
 
 # -- prediction ----------------------------------------------------------------------------------

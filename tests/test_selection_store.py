@@ -9,7 +9,7 @@ from cli.app import app
 from stemstore import exchange
 from stemstore.errors import StemstoreError
 from stemstore.reports import report
-from stemstore.selection_runs import latest_selection_run, select, selection_results
+from stemstore.selection_runs import latest_selection_run, select, selection_results, selection_summary
 
 from .conftest import REFERENCE, require_shared
 
@@ -42,6 +42,14 @@ def test_selection_run_is_stored_and_reported(bass_store):
     assert '"n_trees": 40' in run["params"][0] and "scikit-learn" in run["software"][0]
     snapshot = bass_store.read_sql("SELECT COUNT(*) AS n FROM run_segments WHERE run_id = :r", {"r": run_id})
     assert snapshot["n"][0] == 136
+    # the summary the CLI prints: the counts as the run record keeps them
+    counts = bass_store.read_sql("SELECT counts FROM runs WHERE id = :r", {"r": run_id})["counts"][0]
+    summary = selection_summary(bass_store, run_id)
+    assert summary.describe() == f"selection run {run_id} for bass: {counts}"
+    assert summary.counts["f_pred"] == n_pred
+    assert summary.counts["raw_segments"] + summary.counts["stem_segments"] == 136
+    with pytest.raises(StemstoreError, match="no selection run"):
+        selection_summary(bass_store, run_id + 1000)
 
 
 def test_same_seed_same_result_and_latest_run(bass_store):

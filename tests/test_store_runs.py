@@ -108,3 +108,22 @@ def test_latest_run(store):
     assert store.latest_run("selection", "keys") == ids["other_group"]
     assert store.latest_run("regression", "bass") == ids["regression"]
     assert store.latest_run("selection", "vocal") is None
+
+
+def test_latest_run_callers_keep_their_stale_rule(store):
+    """The figures and predict take the latest finished run, stale or not; regress takes f_pred
+    from the latest current selection run."""
+    from stemstore.errors import StemstoreError
+    from stemstore.regression_runs import latest_regression_run, selection_fpred
+    from stemstore.selection_runs import latest_selection_run
+
+    current, stale = store.start_run("selection", group="bass"), store.start_run("selection", group="bass")
+    regression = store.start_run("regression", group="bass")
+    for run_id in (current, stale, regression):
+        store.finish_run(run_id)
+    with store.session() as s:
+        s.execute(sa.update(Run).where(Run.id.in_([stale, regression])).values(stale=True))
+    assert latest_selection_run(store, "bass") == stale
+    assert latest_regression_run(store, "bass") == regression
+    with pytest.raises(StemstoreError, match=f"selection run {current} has an empty f_pred"):
+        selection_fpred(store, "bass")
