@@ -45,8 +45,10 @@ def _corpus(path: Path, multitracks: int, seconds: float) -> Path:
         started = time.perf_counter()
         synthesize_corpus(path, n_multitracks=multitracks, seconds=seconds, seed=0)
         marker.touch()
-        print(f"synthesised {multitracks} x {seconds:g} s into {path} in {time.perf_counter() - started:.1f} s "
-              "(not part of the timings)")
+        print(
+            f"synthesised {multitracks} x {seconds:g} s into {path} in {time.perf_counter() - started:.1f} s "
+            "(not part of the timings)"
+        )
     return path
 
 
@@ -77,7 +79,9 @@ def end_to_end(corpus: Path, work: Path, workers: int) -> Path:
         done = extract(store, workers=workers)
         times["extract"] = time.perf_counter() - t
     total = time.perf_counter() - started - (t - paused)
-    print(f"\nend to end ({workers} workers): {ingested.describe() if hasattr(ingested, 'describe') else ingested}")
+    print(
+        f"\nend to end ({workers} workers): {ingested.describe() if hasattr(ingested, 'describe') else ingested}"
+    )
     print(f"  {made.describe()}")
     print(f"  {done.describe().splitlines()[0]}")
     for stage, seconds in times.items():
@@ -105,13 +109,17 @@ def throughput(template: Path, work: Path, n_segments: int, repeats: int) -> Non
             cores = (_cpu_seconds() - cpu_before) / summary.seconds
             rate = summary.extracted / summary.seconds
             rates[workers].append(rate)
-            print(f"  repeat {repeat + 1}: {workers} worker(s): {summary.extracted} segments in "
-                  f"{summary.seconds:.1f} s = {rate:.2f} segments/s; CPUs busy {cores:.2f} "
-                  f"(load average {os.getloadavg()[0]:.1f})")
+            print(
+                f"  repeat {repeat + 1}: {workers} worker(s): {summary.extracted} segments in "
+                f"{summary.seconds:.1f} s = {rate:.2f} segments/s; CPUs busy {cores:.2f} "
+                f"(load average {os.getloadavg()[0]:.1f})"
+            )
     one, two = statistics.median(rates[1]), statistics.median(rates[2])
     verdict = "OK" if two / one >= TARGET_SPEEDUP else "below target"
-    print(f"\nthroughput, median of {repeats}: 1 worker {one:.2f} segments/s, 2 workers {two:.2f} segments/s: "
-          f"{two / one:.2f}x (target >= {TARGET_SPEEDUP}x: {verdict}); {os.cpu_count()} CPUs")
+    print(
+        f"\nthroughput, median of {repeats}: 1 worker {one:.2f} segments/s, 2 workers {two:.2f} segments/s: "
+        f"{two / one:.2f}x (target >= {TARGET_SPEEDUP}x: {verdict}); {os.cpu_count()} CPUs"
+    )
 
 
 def main() -> None:

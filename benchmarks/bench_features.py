@@ -45,11 +45,13 @@ def synthetic_segment(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
     beat = int(0.5 * SAMPLE_RATE)  # 120 BPM kick-like onsets
     decay = np.exp(-np.arange(4000) / 600.0)
     for start in range(0, n - 4000, beat):
-        audio[start:start + 4000] += 0.5 * np.sin(2 * np.pi * 60.0 * np.arange(4000) / SAMPLE_RATE) * decay
+        audio[start : start + 4000] += 0.5 * np.sin(2 * np.pi * 60.0 * np.arange(4000) / SAMPLE_RATE) * decay
     for _ in range(6):  # noise bursts (snare/hi-hat like)
         start = int(rng.integers(0, n - 20000))
         length = int(rng.integers(3000, 20000))
-        audio[start:start + length] += rng.normal(0.0, 0.15, length) * np.exp(-np.arange(length) / (length / 4))
+        audio[start : start + length] += rng.normal(0.0, 0.15, length) * np.exp(
+            -np.arange(length) / (length / 4)
+        )
     return preprocess(audio.astype(np.float32))[0]
 
 
@@ -80,13 +82,18 @@ def main() -> None:
     for label, times in (("wall", wall), ("cpu", cpu)):
         ours_median = statistics.median(times["ours"])
         reference_median = statistics.median(times["reference"])
-        print(f"[{label}] FeatureExtractor.extract (1812 features): median {ours_median * 1000:7.1f} ms"
-              f" (min {min(times['ours']) * 1000:.1f})")
-        print(f"[{label}] essentia.standard.Extractor():            median {reference_median * 1000:7.1f} ms"
-              f" (min {min(times['reference']) * 1000:.1f})")
+        print(
+            f"[{label}] FeatureExtractor.extract (1812 features): median {ours_median * 1000:7.1f} ms"
+            f" (min {min(times['ours']) * 1000:.1f})"
+        )
+        print(
+            f"[{label}] essentia.standard.Extractor():            median {reference_median * 1000:7.1f} ms"
+            f" (min {min(times['reference']) * 1000:.1f})"
+        )
         ratio = ours_median / reference_median
         verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
         print(f"[{label}] ratio of medians: {ratio:.3f} ({verdict} the {TARGET_RATIO} target)")
+
 
 if __name__ == "__main__":
     main()

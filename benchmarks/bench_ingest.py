@@ -36,7 +36,9 @@ def main() -> None:
         if not any(corpus.glob("*/*_METADATA.yaml")):
             started = time.perf_counter()
             synthesize_corpus(corpus, n_multitracks=args.multitracks, seconds=args.seconds)
-            print(f"synthesised {args.multitracks} × {args.seconds:g} s in {time.perf_counter() - started:.1f} s")
+            print(
+                f"synthesised {args.multitracks} × {args.seconds:g} s in {time.perf_counter() - started:.1f} s"
+            )
         n_files = sum(1 for _ in corpus.glob("*/**/*.wav"))
         size = sum(p.stat().st_size for p in corpus.glob("*/**/*.wav")) / 1e6
 
@@ -52,8 +54,10 @@ def main() -> None:
             started = time.perf_counter()
             again = ingest(store, corpus)
             times.append(time.perf_counter() - started)
-        print(f"re-ingest: median {statistics.median(times):.3f} s over {args.repeats} "
-              f"(min {min(times):.3f}, max {max(times):.3f})  ({again.describe()})")
+        print(
+            f"re-ingest: median {statistics.median(times):.3f} s over {args.repeats} "
+            f"(min {min(times):.3f}, max {max(times):.3f})  ({again.describe()})"
+        )
 
         # touch every file: sizes equal, mtimes new -> every file is re-hashed, nothing changes
         now = time.time()
@@ -61,8 +65,10 @@ def main() -> None:
             os.utime(p, (now, now))
         started = time.perf_counter()
         touched = ingest(store, corpus)
-        print(f"re-ingest after touching every file (all re-hashed): {time.perf_counter() - started:.2f} s "
-              f"({len(touched.changed_files)} changed)")
+        print(
+            f"re-ingest after touching every file (all re-hashed): {time.perf_counter() - started:.2f} s "
+            f"({len(touched.changed_files)} changed)"
+        )
         store.close()
 
 

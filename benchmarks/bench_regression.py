@@ -49,17 +49,21 @@ def main() -> None:
         print(f"== {group}: {n_pairs} pairs, {len(reg.feature_columns(df))} features, n_jobs={args.n_jobs}")
 
         per_model = time_paper_models(df, group, args.n_jobs)
-        print("   paper, per model (fit+predict): "
-              + ", ".join(f"{name} {s:.2f}s" for name, s in per_model.items()))
+        print(
+            "   paper, per model (fit+predict): "
+            + ", ".join(f"{name} {s:.2f}s" for name, s in per_model.items())
+        )
 
         for preset, target in (("paper", PAPER_TARGET_S), ("tuned", TUNED_TARGET_S)):
             start = time.perf_counter()
             result = reg.run_regression(df, None, group, preset=preset, n_jobs=args.n_jobs)
             seconds = time.perf_counter() - start
             verdict = "ok" if seconds <= target else "OVER TARGET"
-            print(f"   {preset:5s} run_regression: {seconds:7.1f}s (target {target:.0f}s, {verdict}); "
-                  f"best {'+'.join(result.ensemble.models) or '-'} a-mape {result.ensemble.a_mape:.3f} "
-                  f"on {len(result.ensemble.kept_features)} feature(s)")
+            print(
+                f"   {preset:5s} run_regression: {seconds:7.1f}s (target {target:.0f}s, {verdict}); "
+                f"best {'+'.join(result.ensemble.models) or '-'} a-mape {result.ensemble.a_mape:.3f} "
+                f"on {len(result.ensemble.kept_features)} feature(s)"
+            )
 
 
 if __name__ == "__main__":

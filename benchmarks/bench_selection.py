@@ -51,9 +51,12 @@ def time_selector(preset, X, y, n_jobs):
     start = time.perf_counter()
     selector.fit(X, y)
     wall = time.perf_counter() - start
-    print(f"{preset:>5}: {wall:7.1f} s wall   |f_p1|={len(selector.f_p1_)} "
-          f"|f_p2|={len(selector.f_p2_)} |f_pred|={len(selector.f_pred_)}  "
-          f"f_pred={selector.f_pred_.tolist()}", flush=True)
+    print(
+        f"{preset:>5}: {wall:7.1f} s wall   |f_p1|={len(selector.f_p1_)} "
+        f"|f_p2|={len(selector.f_p2_)} |f_pred|={len(selector.f_pred_)}  "
+        f"f_pred={selector.f_pred_.tolist()}",
+        flush=True,
+    )
     return wall
 
 
@@ -100,15 +103,23 @@ def main():
     args = parser.parse_args()
 
     X, y = make_synthetic()
-    print(f"matrix {X.shape[0]} x {X.shape[1]}, n_jobs={args.n_jobs}, "
-          f"cpus={os.cpu_count()}, load average={os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"matrix {X.shape[0]} x {X.shape[1]}, n_jobs={args.n_jobs}, "
+        f"cpus={os.cpu_count()}, load average={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
     fit, used, naive = compare_importance(X, y, args.trees)
-    print(f"per tree: fit {fit * 1e3:.1f} ms, importance of used features {used * 1e3:.2f} ms, "
-          f"naive importance of all {X.shape[1]} features {naive * 1e3:.0f} ms")
-    print(f"importance speed-up {naive / used:.0f}x; whole forest (fit + importance) "
-          f"speed-up {(fit + naive) / (fit + used):.1f}x; one 2000-tree forest: "
-          f"{2000 * (fit + used):.0f} s vs {2000 * (fit + naive):.0f} s on one core", flush=True)
+    print(
+        f"per tree: fit {fit * 1e3:.1f} ms, importance of used features {used * 1e3:.2f} ms, "
+        f"naive importance of all {X.shape[1]} features {naive * 1e3:.0f} ms"
+    )
+    print(
+        f"importance speed-up {naive / used:.0f}x; whole forest (fit + importance) "
+        f"speed-up {(fit + naive) / (fit + used):.1f}x; one 2000-tree forest: "
+        f"{2000 * (fit + used):.0f} s vs {2000 * (fit + naive):.0f} s on one core",
+        flush=True,
+    )
 
     time_selector("fast", X, y, args.n_jobs)
     if args.paper:

@@ -28,12 +28,14 @@ def synthetic_file(path: Path, n_segments: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     names = list(feature_names())
     n_pairs = n_segments // 2
-    meta = pd.DataFrame({
-        "multitrack": np.repeat([f"bench-{i:04d}" for i in range(n_pairs)], 2),
-        "instrument": "electric bass",
-        "role": np.tile(["raw", "stem"], n_pairs),
-        "pair": np.repeat([f"bench-{i:04d}" for i in range(n_pairs)], 2),
-    })
+    meta = pd.DataFrame(
+        {
+            "multitrack": np.repeat([f"bench-{i:04d}" for i in range(n_pairs)], 2),
+            "instrument": "electric bass",
+            "role": np.tile(["raw", "stem"], n_pairs),
+            "pair": np.repeat([f"bench-{i:04d}" for i in range(n_pairs)], 2),
+        }
+    )
     values = pd.DataFrame(rng.standard_normal((len(meta), len(names))), columns=names)
     pd.concat([meta, values], axis=1).to_parquet(path)
     return path
@@ -53,8 +55,12 @@ def measure(url: str, source: Path, repeat: int) -> dict[str, float]:
         reads.append(time.perf_counter() - t0)
         assert wide.shape == (1000, 5 + 1812), wide.shape
         store.close()
-    return {"write_median_s": statistics.median(writes), "read_median_s": statistics.median(reads),
-            "write_all": writes, "read_all": reads}
+    return {
+        "write_median_s": statistics.median(writes),
+        "read_median_s": statistics.median(reads),
+        "write_all": writes,
+        "read_all": reads,
+    }
 
 
 def main() -> None:

@@ -25,8 +25,9 @@ def run_once(n_multitracks: int, seconds: float, workers: int | None) -> tuple[f
     root = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     try:
         started = time.perf_counter()
-        summary = synthesize_corpus(root, n_multitracks=n_multitracks, seconds=seconds, seed=0,
-                                    workers=workers)
+        summary = synthesize_corpus(
+            root, n_multitracks=n_multitracks, seconds=seconds, seed=0, workers=workers
+        )
         elapsed = time.perf_counter() - started
         size = sum(p.stat().st_size for p in root.rglob("*.wav"))
         return elapsed, summary.n_stems, summary.n_raws, size
@@ -43,14 +44,18 @@ def main() -> None:
 
     small = [run_once(4, 10.0, args.workers) for _ in range(3)]
     times = [s[0] for s in small]
-    print(f"small  4 x 10 s: median {statistics.median(times):.2f} s "
-          f"(runs {', '.join(f'{t:.2f}' for t in times)}; {small[0][1]} stems, {small[0][2]} raws)")
+    print(
+        f"small  4 x 10 s: median {statistics.median(times):.2f} s "
+        f"(runs {', '.join(f'{t:.2f}' for t in times)}; {small[0][1]} stems, {small[0][2]} raws)"
+    )
 
     if not args.skip_full:
         elapsed, n_stems, n_raws, size = run_once(20, 30.0, args.workers)
         verdict = "within" if elapsed <= 60 else "OVER"
-        print(f"full  20 x 30 s: {elapsed:.2f} s ({verdict} the 60 s budget; {n_stems} stems, "
-              f"{n_raws} raws, {size / 1e6:.0f} MB of WAV)")
+        print(
+            f"full  20 x 30 s: {elapsed:.2f} s ({verdict} the 60 s budget; {n_stems} stems, "
+            f"{n_raws} raws, {size / 1e6:.0f} MB of WAV)"
+        )
     print(f"load average at end={os.getloadavg()}")
 
 

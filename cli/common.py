@@ -6,7 +6,7 @@ A user error (StemstoreError) prints one line ``error: ...`` on stderr and exits
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,9 +17,9 @@ from .render import Format
 app = typer.Typer(
     name="stemstore",
     help="A dataset and feature store for research on how mixing engineers turn raw "
-         "multitrack recordings into processed stems.\n\n"
-         "The store is ./stemstore.duckdb unless --db or $STEMSTORE_DB name another "
-         "(a DuckDB path or any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db).",
+    "multitrack recordings into processed stems.\n\n"
+    "The store is ./stemstore.duckdb unless --db or $STEMSTORE_DB name another "
+    "(a DuckDB path or any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db).",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -32,15 +32,23 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(export_app, name="export")
 app.add_typer(plot_app, name="plot")
 
-DbOption = Annotated[Optional[str], typer.Option(
-    "--db", envvar="STEMSTORE_DB", show_envvar=True,
-    help="Store: a DuckDB file path or a SQLAlchemy URL. Default ./stemstore.duckdb.")]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="STEMSTORE_DB",
+        show_envvar=True,
+        help="Store: a DuckDB file path or a SQLAlchemy URL. Default ./stemstore.duckdb.",
+    ),
+]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 GroupName = Annotated[str, typer.Option("--group", "-g", help="Instrument group, e.g. bass.")]
-GroupOption = Annotated[Optional[list[str]], typer.Option(
-    "--group", "-g", help="Instrument group (repeatable).")]
-InstrumentOption = Annotated[Optional[list[str]], typer.Option(
-    "--instrument", "-i", help="Instrument label (repeatable).")]
+GroupOption = Annotated[
+    list[str] | None, typer.Option("--group", "-g", help="Instrument group (repeatable).")
+]
+InstrumentOption = Annotated[
+    list[str] | None, typer.Option("--instrument", "-i", help="Instrument label (repeatable).")
+]
 
 
 def user_errors(fn):
@@ -52,10 +60,10 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except StemstoreError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: nothing half-written was kept", err=True)
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -64,5 +72,3 @@ def open_store(db: str | None, **kwargs):
     from stemstore.store import Store
 
     return Store.open(db, **kwargs)
-
-

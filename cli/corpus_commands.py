@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,11 +23,17 @@ class CorpusFormat(str, Enum):
 def ingest(
     path: Annotated[Path, typer.Argument(help="Corpus directory (MedleyDB layout or session folders).")],
     format: Annotated[CorpusFormat, typer.Option("--format", help="Corpus layout.")] = CorpusFormat.medleydb,
-    metadata: Annotated[Optional[Path], typer.Option(
-        "--metadata", help="Directory of `<Artist>_<Title>_METADATA.yaml` files, when they live apart "
-                           "from the audio (MedleyDB ships them so).")] = None,
-    metadata_only: Annotated[bool, typer.Option(
-        "--metadata-only", help="Record what the metadata says without reading audio.")] = False,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(
+            "--metadata",
+            help="Directory of `<Artist>_<Title>_METADATA.yaml` files, when they live apart "
+            "from the audio (MedleyDB ships them so).",
+        ),
+    ] = None,
+    metadata_only: Annotated[
+        bool, typer.Option("--metadata-only", help="Record what the metadata says without reading audio.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Ingest a multitrack corpus, incrementally: new multitracks are added, unchanged ones are
@@ -47,8 +53,14 @@ def ingest(
     from stemstore.ingest import ingest as run_ingest
 
     with open_store(db) as store, progress_reporter("ingest") as progress:
-        summary = run_ingest(store, path, format=format.value, metadata_dir=metadata,
-                             metadata_only=metadata_only, progress=progress)
+        summary = run_ingest(
+            store,
+            path,
+            format=format.value,
+            metadata_dir=metadata,
+            metadata_only=metadata_only,
+            progress=progress,
+        )
     for line in summary.details():
         typer.echo(line, err=True)
     typer.echo(summary.describe())
@@ -92,7 +104,9 @@ def status(
 @user_errors
 def synth(
     directory: Annotated[Path, typer.Argument(help="Where to write the corpus (created if needed).")],
-    multitracks: Annotated[int, typer.Option("--multitracks", "-n", min=1, help="How many multitracks.")] = 20,
+    multitracks: Annotated[
+        int, typer.Option("--multitracks", "-n", min=1, help="How many multitracks.")
+    ] = 20,
     seconds: Annotated[float, typer.Option(min=1.0, help="Length of each multitrack in seconds.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
 ) -> None:
@@ -108,9 +122,12 @@ def synth(
         raise StemstoreError(f"{directory} exists and is not a directory")
     with progress_reporter("synth") as progress:
         try:
-            made = synthesize_corpus(directory, n_multitracks=multitracks, seconds=seconds, seed=seed,
-                                     progress=progress)
+            made = synthesize_corpus(
+                directory, n_multitracks=multitracks, seconds=seconds, seed=seed, progress=progress
+            )
         except OSError as exc:
             raise StemstoreError(f"cannot write the corpus in {directory}: {exc.strerror or exc}") from exc
-    typer.echo(f"wrote {len(made.multitracks)} multitracks ({made.n_stems} stems, {made.n_raws} raw "
-               f"tracks, {seconds:g} s each, seed {seed}) to {directory} in {made.elapsed_s:.1f} s")
+    typer.echo(
+        f"wrote {len(made.multitracks)} multitracks ({made.n_stems} stems, {made.n_raws} raw "
+        f"tracks, {seconds:g} s each, seed {seed}) to {directory} in {made.elapsed_s:.1f} s"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,9 +16,13 @@ from .progress import progress_reporter
 def segment(
     group: GroupOption = None,
     window: Annotated[float, typer.Option(help="Segment length in seconds.")] = 10.0,
-    normalise: Annotated[bool, typer.Option(
-        "--normalise/--no-normalise",
-        help="ReplayGain loudness normalisation (the equal-loudness filter is always applied).")] = True,
+    normalise: Annotated[
+        bool,
+        typer.Option(
+            "--normalise/--no-normalise",
+            help="ReplayGain loudness normalisation (the equal-loudness filter is always applied).",
+        ),
+    ] = True,
     db: DbOption = None,
 ) -> None:
     """Choose the raw/stem segment pairs (docs/method.md, section 2).
@@ -34,8 +38,7 @@ def segment(
     from stemstore.segments import segment as run_segment
 
     with open_store(db) as store, progress_reporter("segmenting") as progress:
-        summary = run_segment(store, groups=group, window=window, normalise=normalise,
-                              progress=progress)
+        summary = run_segment(store, groups=group, window=window, normalise=normalise, progress=progress)
     typer.echo(summary.describe())
 
 
@@ -43,12 +46,17 @@ def segment(
 @user_errors
 def extract(
     workers: Annotated[int, typer.Option(help="Local worker processes.")] = 1,
-    dask: Annotated[Optional[str], typer.Option(
-        "--dask", metavar="ADDRESS",
-        help="Run on the Dask cluster at ADDRESS (e.g. tcp://scheduler:8786) instead of local "
-             "processes. Workers need the corpus files at the same paths; results are written "
-             "here, so they need no database access.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Extract at most this many segments.")] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Run on the Dask cluster at ADDRESS (e.g. tcp://scheduler:8786) instead of local "
+            "processes. Workers need the corpus files at the same paths; results are written "
+            "here, so they need no database access.",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Extract at most this many segments.")] = None,
     db: DbOption = None,
 ) -> None:
     """Compute the 1812 catalog features of every pending segment (docs/method.md, section 3).

@@ -5,11 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 
@@ -31,9 +39,18 @@ def progress_reporter(what: str, *, plain_every: float = 5.0) -> Iterator:
     """
     console = Console(stderr=True)
     if console.is_terminal:
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       _RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                       TextColumn("{task.fields[item]}"), console=console, transient=False)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[item]}"),
+            console=console,
+            transient=False,
+        )
         task_id = None
 
         def update(done: int, total: int, name: str = "") -> None:
@@ -55,7 +72,10 @@ def progress_reporter(what: str, *, plain_every: float = 5.0) -> Iterator:
             last[0] = now
             rate = done / now if now > 0 else 0.0
             eta = f"ETA {(total - done) / rate:.0f} s" if rate > 0 else "ETA ?"
-            print(f"{what}: {done}/{total} ({rate:.2f}/s, elapsed {now:.0f} s, {eta}) {name}".rstrip(),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{what}: {done}/{total} ({rate:.2f}/s, elapsed {now:.0f} s, {eta}) {name}".rstrip(),
+                file=sys.stderr,
+                flush=True,
+            )
 
     yield plain

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,7 +13,6 @@ from stemstore.errors import StemstoreError
 
 from .common import DbOption, FormatOption, GroupName, app, open_store, plot_app, user_errors
 from .render import Format, render
-
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -29,22 +28,34 @@ def _names(text: str | None) -> list[str] | None:
 @user_errors
 def regress(
     group: GroupName,
-    features: Annotated[Optional[str], typer.Option(
-        help="Comma-separated feature names (inputs and targets). Default: the f_pred of the "
-             "group's latest selection run.")] = None,
-    selection: Annotated[Optional[int], typer.Option(
-        help="Take f_pred from this selection run instead of the latest.")] = None,
-    preset: Annotated[str, typer.Option(
-        help="'tuned': grid search with 5-fold CV, scaled inputs and targets. 'paper': the "
-             "study's hyperparameters (bass, guitar, vocal, keys), unscaled.")] = "tuned",
-    outliers: Annotated[str, typer.Option(
-        help="'3sigma' drops training pairs with a value over 3 sd from the mean; 'none'.")] = "3sigma",
-    test_fraction: Annotated[float, typer.Option(
-        help="Share of multitracks held out when the pairs carry no stored split.")] = 0.1,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated feature names (inputs and targets). Default: the f_pred of the "
+            "group's latest selection run."
+        ),
+    ] = None,
+    selection: Annotated[
+        int | None, typer.Option(help="Take f_pred from this selection run instead of the latest.")
+    ] = None,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="'tuned': grid search with 5-fold CV, scaled inputs and targets. 'paper': the "
+            "study's hyperparameters (bass, guitar, vocal, keys), unscaled."
+        ),
+    ] = "tuned",
+    outliers: Annotated[
+        str, typer.Option(help="'3sigma' drops training pairs with a value over 3 sd from the mean; 'none'.")
+    ] = "3sigma",
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of multitracks held out when the pairs carry no stored split.")
+    ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split, the forests and the CV folds.")] = 0,
-    threshold: Annotated[float, typer.Option(
-        help="Ensemble: drop target features whose best mape is above this.")] = 0.5,
-    jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs (-1: all cores).")] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Ensemble: drop target features whose best mape is above this.")
+    ] = 0.5,
+    jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = None,
     db: DbOption = None,
 ) -> None:
     """Learn to predict a group's stem feature values from its raw ones; record the run.
@@ -59,9 +70,18 @@ def regress(
     from stemstore.regression_runs import regression_summary
 
     with open_store(db) as store:
-        run_id = run_regress(store, group, features=_names(features), selection_run=selection,
-                             preset=preset, outliers=outliers, test_fraction=test_fraction,
-                             seed=seed, n_jobs=jobs, ensemble_threshold=threshold)
+        run_id = run_regress(
+            store,
+            group,
+            features=_names(features),
+            selection_run=selection,
+            preset=preset,
+            outliers=outliers,
+            test_fraction=test_fraction,
+            seed=seed,
+            n_jobs=jobs,
+            ensemble_threshold=threshold,
+        )
         summary = regression_summary(store, run_id)
     typer.echo(summary.describe())
     for note in summary.warnings:
@@ -86,8 +106,10 @@ def plot_pca(
     with open_store(db) as store:
         info = pca_figure(store, group, output)
     left_out = f"; {info['left_out']} segments lacking a value left out" if info["left_out"] else ""
-    typer.echo(f"wrote {output}: {info['raw']} raw and {info['stem']} stem segments, "
-               f"{len(info['features'])} features from {info['source']}{left_out}")
+    typer.echo(
+        f"wrote {output}: {info['raw']} raw and {info['stem']} stem segments, "
+        f"{len(info['features'])} features from {info['source']}{left_out}"
+    )
 
 
 @app.command()
@@ -112,16 +134,32 @@ def predict(
         frame = run_predict(store, audio, group)
     info = frame.attrs
     if fmt == Format.json:
-        print(json.dumps({
-            "group": group, "run_id": info["run_id"], "model": info["model"],
-            "a_mape": None if info["a_mape"] is None or math.isnan(info["a_mape"]) else info["a_mape"],
-            "window_start_s": info["window_start_s"], "window_s": info["window_s"],
-            "notes": info["notes"],
-            "features": [{"feature": r.feature, "raw": r.raw, "predicted_stem": r.predicted_stem}
-                         for r in frame.itertuples(index=False)],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "group": group,
+                    "run_id": info["run_id"],
+                    "model": info["model"],
+                    "a_mape": None
+                    if info["a_mape"] is None or math.isnan(info["a_mape"])
+                    else info["a_mape"],
+                    "window_start_s": info["window_start_s"],
+                    "window_s": info["window_s"],
+                    "notes": info["notes"],
+                    "features": [
+                        {"feature": r.feature, "raw": r.raw, "predicted_stem": r.predicted_stem}
+                        for r in frame.itertuples(index=False)
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     for note in info["notes"]:
         typer.echo(f"note: {note}", err=True)
-    render(frame, fmt, title=f"{group}: {audio.name}, model {info['model']} of regression run "
-                             f"{info['run_id']}, window at {info['window_start_s']:.2f} s")
+    render(
+        frame,
+        fmt,
+        title=f"{group}: {audio.name}, model {info['model']} of regression run "
+        f"{info['run_id']}, window at {info['window_start_s']:.2f} s",
+    )

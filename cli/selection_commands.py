@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .common import DbOption, GroupName, app, open_store, plot_app, user_errors
 
-RunOption = Annotated[Optional[int], typer.Option("--run", help="Selection run id (default: the group's latest).")]
+RunOption = Annotated[
+    int | None, typer.Option("--run", help="Selection run id (default: the group's latest).")
+]
 OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")]
 
 
@@ -19,9 +21,11 @@ def select(
     group: GroupName,
     preset: Annotated[str, typer.Option(help="paper (50 forests × 2000 trees) or fast.")] = "fast",
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = 0,
-    trees: Annotated[Optional[int], typer.Option(help="Trees per thresholding forest (overrides the preset).")] = None,
-    forests: Annotated[Optional[int], typer.Option(help="Thresholding forests (overrides the preset).")] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
+    trees: Annotated[
+        int | None, typer.Option(help="Trees per thresholding forest (overrides the preset).")
+    ] = None,
+    forests: Annotated[int | None, typer.Option(help="Thresholding forests (overrides the preset).")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
     db: DbOption = None,
 ) -> None:
     """Find the features stem processing changes most consistently (raw vs stem random
@@ -34,16 +38,24 @@ def select(
 
     overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
     with open_store(db) as store:
-        run_id = run_select(store, group, preset=preset, seed=seed, n_jobs=jobs,
-                            progress=lambda msg: typer.echo(msg, err=True), **overrides)
+        run_id = run_select(
+            store,
+            group,
+            preset=preset,
+            seed=seed,
+            n_jobs=jobs,
+            progress=lambda msg: typer.echo(msg, err=True),
+            **overrides,
+        )
         summary = selection_summary(store, run_id)
     typer.echo(summary.describe())
 
 
 @plot_app.command("importance")
 @user_errors
-def plot_importance(group: GroupName, output: OutputOption, run: RunOption = None, top: int = 50,
-                    db: DbOption = None) -> None:
+def plot_importance(
+    group: GroupName, output: OutputOption, run: RunOption = None, top: int = 50, db: DbOption = None
+) -> None:
     """Fig. 2: mean importance of the most important features, with sd.
 
     Example: `stemstore plot importance --group bass -o fig2-bass.png`

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from stemstore.errors import StemstoreError
 
-from .common import (DbOption, FormatOption, GroupOption, InstrumentOption, app, export_app,
-                     groups_app, open_store, user_errors)
+from .common import (
+    DbOption,
+    FormatOption,
+    GroupOption,
+    InstrumentOption,
+    app,
+    export_app,
+    groups_app,
+    open_store,
+    user_errors,
+)
 from .render import Format, render
 
 
@@ -28,8 +37,10 @@ def init(db: DbOption = None) -> None:
         added = store.init()
         after = store.schema_revision()
         state = "created" if before is None else ("upgraded" if before != after else "up to date")
-        typer.echo(f"store {store.label}: schema {after} ({state}); "
-                   f"{added['features']} catalog features and {added['groups']} groups added")
+        typer.echo(
+            f"store {store.label}: schema {after} ({state}); "
+            f"{added['features']} catalog features and {added['groups']} groups added"
+        )
 
 
 @groups_app.command("list")
@@ -95,9 +106,9 @@ def import_features(
 @user_errors
 def export_features(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv or .parquet file.")],
-    group: Annotated[Optional[str], typer.Option("--group", "-g", help="Instrument group.")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Instrument group.")] = None,
     instrument: InstrumentOption = None,
-    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature names.")] = None,
+    features: Annotated[str | None, typer.Option(help="Comma-separated feature names.")] = None,
     db: DbOption = None,
 ) -> None:
     """Export segments' features wide, in the format import-features reads (bit-exact).
@@ -147,7 +158,7 @@ def report(
     name: Annotated[str, typer.Argument(help="Report (a view of queries/), e.g. table2.")],
     group: GroupOption = None,
     instrument: InstrumentOption = None,
-    run: Annotated[Optional[int], typer.Option(help="A run id (default: each group's latest run).")] = None,
+    run: Annotated[int | None, typer.Option(help="A run id (default: each group's latest run).")] = None,
     db: DbOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -159,5 +170,8 @@ def report(
     from stemstore.views import report_title
 
     with open_store(db) as store:
-        render(run_report(store, name, groups=group, instruments=instrument, run_id=run), fmt,
-               title=report_title(name))
+        render(
+            run_report(store, name, groups=group, instruments=instrument, run_id=run),
+            fmt,
+            title=report_title(name),
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,9 @@ def _say(message: str) -> None:
 @user_errors
 def study(
     group: GroupName,
-    select_preset: Annotated[str, typer.Option("--select-preset", help="Selection preset: fast or paper.")] = "fast",
+    select_preset: Annotated[
+        str, typer.Option("--select-preset", help="Selection preset: fast or paper.")
+    ] = "fast",
     preset: Annotated[str, typer.Option("--preset", help="Regression preset: tuned or paper.")] = "tuned",
     seed: Annotated[int, typer.Option(help="Random seed of selection and regression.")] = 0,
     workers: Annotated[int, typer.Option(help="Local processes for feature extraction.")] = 1,
@@ -39,8 +41,17 @@ def study(
     from stemstore.study import run_study
 
     with open_store(db) as store:
-        result = run_study(store, group, select_preset=select_preset, regress_preset=preset, seed=seed,
-                           workers=workers, window=window, say=_say, progress_factory=progress_reporter)
+        result = run_study(
+            store,
+            group,
+            select_preset=select_preset,
+            regress_preset=preset,
+            seed=seed,
+            workers=workers,
+            window=window,
+            say=_say,
+            progress_factory=progress_reporter,
+        )
         if result.reused:
             _say(f"reused: {', '.join(result.reused)}")
         if result.skipped:
@@ -49,21 +60,27 @@ def study(
             render(report(store, name, groups=[group]), Format.table, title=report_title(name))
 
 
-
-
 @app.command()
 @user_errors
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where the corpus, store and figures go.")] = Path("demo-output"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where the corpus, store and figures go.")] = Path(
+        "demo-output"
+    ),
     multitracks: Annotated[int, typer.Option(help="Synthetic multitracks.")] = 24,
     seconds: Annotated[float, typer.Option(help="Length of each multitrack.")] = 20.0,
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of the analyses.")] = 1,
     workers: Annotated[int, typer.Option(help="Local processes for feature extraction.")] = 2,
     window: Annotated[float, typer.Option(help="Segment length in seconds.")] = 10.0,
     preset: Annotated[str, typer.Option("--preset", help="Regression preset: paper or tuned.")] = "paper",
-    group: Annotated[Optional[list[str]], typer.Option(
-        "--group", "-g", help="Analyse only these groups (repeatable; default: bass, guitar, vocal, keys).")] = None,
-    db: Annotated[Optional[str], typer.Option("--db", help="Store (default: DIR/stemstore.duckdb).")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Analyse only these groups (repeatable; default: bass, guitar, vocal, keys).",
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Store (default: DIR/stemstore.duckdb).")] = None,
 ) -> None:
     """The main job: synthesise a corpus, ingest, segment, extract, select (fast preset),
     regress; print Tables 2, 4, 5, 6 and 7 and write Figs. 2, 3 and 4 as PNG files.
@@ -73,9 +90,19 @@ def demo(
     """
     from stemstore.study import DEFAULT_GROUPS, run_demo
 
-    result = run_demo(directory, db=db, multitracks=multitracks, seconds=seconds, seed=seed, workers=workers,
-                      window=window, regress_preset=preset, groups=tuple(group or DEFAULT_GROUPS), say=_say,
-                      progress_factory=progress_reporter)
+    result = run_demo(
+        directory,
+        db=db,
+        multitracks=multitracks,
+        seconds=seconds,
+        seed=seed,
+        workers=workers,
+        window=window,
+        regress_preset=preset,
+        groups=tuple(group or DEFAULT_GROUPS),
+        say=_say,
+        progress_factory=progress_reporter,
+    )
     for name, table in result.tables.items():
         typer.echo("")
         render(table, Format.table, title=report_title(name))

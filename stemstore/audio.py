@@ -74,9 +74,7 @@ def window_energies(audio: np.ndarray, window_samples: int) -> np.ndarray:
     if window_samples <= 0:
         raise ValueError("window_samples must be positive")
     if signal.size < window_samples:
-        raise ValueError(
-            f"signal of {signal.size} samples is shorter than the window ({window_samples})"
-        )
+        raise ValueError(f"signal of {signal.size} samples is shorter than the window ({window_samples})")
     # float64 accumulation: a float32 running sum over minutes of audio loses the small windows.
     cumulative = np.empty(signal.size + 1, dtype=np.float64)
     cumulative[0] = 0.0
@@ -100,7 +98,7 @@ def window_energy(audio: np.ndarray, start: int, window_samples: int) -> float:
         raise ValueError(
             f"window [{start}, {start + window_samples}) lies outside a signal of {signal.size} samples"
         )
-    segment = signal[start:start + window_samples].astype(np.float64)
+    segment = signal[start : start + window_samples].astype(np.float64)
     return float(np.dot(segment, segment))
 
 

@@ -15,8 +15,18 @@ import pandas as pd
 CATALOG_FILE = "feature_catalog.csv"
 #: Statistics of PoolAggregator, in the order Essentia reports them.
 FRAME_STATISTICS = (
-    "min", "max", "median", "mean", "var", "stdev", "skew", "kurt",
-    "dmean", "dvar", "dmean2", "dvar2",
+    "min",
+    "max",
+    "median",
+    "mean",
+    "var",
+    "stdev",
+    "skew",
+    "kurt",
+    "dmean",
+    "dvar",
+    "dmean2",
+    "dvar2",
 )
 
 

@@ -31,8 +31,14 @@ NON_FINITE_TOKENS = {"nan", "inf", "-inf", "+inf", "NaN", "Inf", "-Inf", "infini
 
 
 # -- reading segments ---------------------------------------------------------------------------
-def segment_table(store: Store, *, group: str | None = None, instruments: list[str] | None = None,
-                  segment_ids: list[int] | None = None, conn: sa.Connection | None = None) -> pd.DataFrame:
+def segment_table(
+    store: Store,
+    *,
+    group: str | None = None,
+    instruments: list[str] | None = None,
+    segment_ids: list[int] | None = None,
+    conn: sa.Connection | None = None,
+) -> pd.DataFrame:
     """The extracted, current segments of a group or of instrument labels, with their labels.
 
     Columns: segment_id, multitrack, instrument, role, pair, split.
@@ -58,19 +64,30 @@ def _segment_sql(store: Store, *, group, instruments, segment_ids, ids_only: boo
         params.update({f"l{k}": v for k, v in enumerate(labels)})
     if segment_ids is not None:
         where.append("s.id IN (" + (", ".join(str(int(i)) for i in segment_ids) or "NULL") + ")")
-    columns = ("s.id" if ids_only else
-               "s.id AS segment_id, m.name AS multitrack, i.name AS instrument, s.role, s.pair, s.split")
-    sql = (f"SELECT {columns} FROM segments s JOIN tracks t ON t.id = s.track_id "
-           "JOIN multitracks m ON m.id = t.multitrack_id JOIN instruments i ON i.id = s.instrument_id "
-           "WHERE " + " AND ".join(where))
+    columns = (
+        "s.id"
+        if ids_only
+        else "s.id AS segment_id, m.name AS multitrack, i.name AS instrument, s.role, s.pair, s.split"
+    )
+    sql = (
+        f"SELECT {columns} FROM segments s JOIN tracks t ON t.id = s.track_id "
+        "JOIN multitracks m ON m.id = t.multitrack_id JOIN instruments i ON i.id = s.instrument_id "
+        "WHERE " + " AND ".join(where)
+    )
     if not ids_only:
         sql += " ORDER BY m.name, i.name, s.pair, s.role, s.id"
     return sql, params
 
 
-def feature_matrix(store: Store, *, group: str | None = None, instruments: list[str] | None = None,
-                   features: list[str] | None = None, segment_ids: list[int] | None = None,
-                   complete: bool = False) -> pd.DataFrame:
+def feature_matrix(
+    store: Store,
+    *,
+    group: str | None = None,
+    instruments: list[str] | None = None,
+    features: list[str] | None = None,
+    segment_ids: list[int] | None = None,
+    complete: bool = False,
+) -> pd.DataFrame:
     """A wide DataFrame: one row per segment, META_COLUMNS then one float64 column per feature.
 
     ``features`` picks columns in that order; by default every catalog feature that has a value
@@ -82,9 +99,12 @@ def feature_matrix(store: Store, *, group: str | None = None, instruments: list[
     catalog = store.features
     feature_ids = store.feature_ids(features) if features else None
     with store.engine.connect() as conn:
-        segments = segment_table(store, group=group, instruments=instruments, segment_ids=segment_ids, conn=conn)
-        ids_sql, params = _segment_sql(store, group=group, instruments=instruments,
-                                       segment_ids=segment_ids, ids_only=True)
+        segments = segment_table(
+            store, group=group, instruments=instruments, segment_ids=segment_ids, conn=conn
+        )
+        ids_sql, params = _segment_sql(
+            store, group=group, instruments=instruments, segment_ids=segment_ids, ids_only=True
+        )
         long = store.read_long_values(conn, ids_sql, params, feature_ids)
     if feature_ids is None:
         present = np.unique(long["feature_id"].to_numpy())
@@ -119,11 +139,15 @@ class ImportSummary:
 
     def describe(self) -> str:
         if self.new_segments == 0 and self.values_added == 0:
-            return (f"nothing new: all {self.rows} rows are already stored with the same values "
-                    "(the store is unchanged)")
-        return (f"imported {self.rows} rows × {self.features} features: {self.new_segments} new segments, "
-                f"{self.unchanged_segments} already stored, {self.values_added} values added, "
-                f"{self.multitracks_created} new multitracks")
+            return (
+                f"nothing new: all {self.rows} rows are already stored with the same values "
+                "(the store is unchanged)"
+            )
+        return (
+            f"imported {self.rows} rows × {self.features} features: {self.new_segments} new segments, "
+            f"{self.unchanged_segments} already stored, {self.values_added} values added, "
+            f"{self.multitracks_created} new multitracks"
+        )
 
 
 def read_feature_file(path: Path) -> pd.DataFrame:
@@ -181,14 +205,18 @@ def read_feature_file(path: Path) -> pd.DataFrame:
     dup = np.flatnonzero(key.duplicated(keep="first").to_numpy())
     if len(dup):
         i = int(dup[0])
-        raise StemstoreError(f"{where(i)}: repeats the segment (multitrack, instrument, role, pair) "
-                             f"{tuple(key.iloc[i])} of an earlier row")
+        raise StemstoreError(
+            f"{where(i)}: repeats the segment (multitrack, instrument, role, pair) "
+            f"{tuple(key.iloc[i])} of an earlier row"
+        )
     paired = meta[meta["pair"] != ""]
     if len(paired):
         per_pair = paired.groupby("pair")["role"].agg(lambda r: r.value_counts().max())
         if (per_pair > 1).any():
-            raise StemstoreError(f"{path}: pair {per_pair[per_pair > 1].index[0]!r} has more than one "
-                                 "segment of the same role (a pair is one raw and one stem)")
+            raise StemstoreError(
+                f"{path}: pair {per_pair[per_pair > 1].index[0]!r} has more than one "
+                "segment of the same role (a pair is one raw and one stem)"
+            )
 
     values = {}
     for col in feature_cols:
@@ -209,8 +237,10 @@ def read_feature_file(path: Path) -> pd.DataFrame:
             i = int(bad[0])
             raise StemstoreError(f"{where(i)}, column {col}: {text.iloc[i]!r} is not a number")
         values[col] = _parse_exact(text)
-    return pd.concat([meta.replace({"pair": {"": None}, "split": {"": None}}),
-                      pd.DataFrame(values, index=raw.index)], axis=1)
+    return pd.concat(
+        [meta.replace({"pair": {"": None}, "split": {"": None}}), pd.DataFrame(values, index=raw.index)],
+        axis=1,
+    )
 
 
 def _parse_exact(text: pd.Series) -> np.ndarray:
@@ -241,56 +271,107 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         names = list(dict.fromkeys(table["multitrack"]))
         mt_ids = _ids_by_name(s, names)
         new_mts = [n for n in names if n not in mt_ids]
-        store.bulk_insert(conn, "multitracks", pd.DataFrame({
-            "corpus_id": corpus.id, "name": new_mts, "origin": f"import {path.name}",
-            "ingested_at": utcnow()}))
+        store.bulk_insert(
+            conn,
+            "multitracks",
+            pd.DataFrame(
+                {
+                    "corpus_id": corpus.id,
+                    "name": new_mts,
+                    "origin": f"import {path.name}",
+                    "ingested_at": utcnow(),
+                }
+            ),
+        )
         mt_ids.update(_ids_by_name(s, new_mts))
         inst_ids = instrument_ids(s, table["instrument"])
 
         wanted = table[["multitrack", "role", "instrument"]].drop_duplicates()
-        wanted = wanted.assign(multitrack_id=wanted["multitrack"].map(mt_ids),
-                               code="import/" + wanted["role"] + "/" + wanted["instrument"])
+        wanted = wanted.assign(
+            multitrack_id=wanted["multitrack"].map(mt_ids),
+            code="import/" + wanted["role"] + "/" + wanted["instrument"],
+        )
 
         def import_tracks() -> pd.DataFrame:
-            found = pd.DataFrame(s.execute(sa.select(Track.multitrack_id, Track.code, Track.id).where(
-                Track.multitrack_id.in_([int(i) for i in wanted["multitrack_id"].unique()]),
-                Track.code.like("import/%"))).all(), columns=["multitrack_id", "code", "track_id"])
+            found = pd.DataFrame(
+                s.execute(
+                    sa.select(Track.multitrack_id, Track.code, Track.id).where(
+                        Track.multitrack_id.in_([int(i) for i in wanted["multitrack_id"].unique()]),
+                        Track.code.like("import/%"),
+                    )
+                ).all(),
+                columns=["multitrack_id", "code", "track_id"],
+            )
             return wanted.merge(found, on=["multitrack_id", "code"], how="left")
 
         tracks = import_tracks()
         missing = tracks[tracks["track_id"].isna()]
-        store.bulk_insert(conn, "tracks", pd.DataFrame({
-            "multitrack_id": missing["multitrack_id"].astype(np.int64), "kind": missing["role"],
-            "code": missing["code"], "instrument_id": missing["instrument"].map(inst_ids).astype(np.int64),
-            "labels": [json.dumps([i]) for i in missing["instrument"]], "audio_status": "missing",
-            "status_reason": "imported values only", "stale": False}))
+        store.bulk_insert(
+            conn,
+            "tracks",
+            pd.DataFrame(
+                {
+                    "multitrack_id": missing["multitrack_id"].astype(np.int64),
+                    "kind": missing["role"],
+                    "code": missing["code"],
+                    "instrument_id": missing["instrument"].map(inst_ids).astype(np.int64),
+                    "labels": [json.dumps([i]) for i in missing["instrument"]],
+                    "audio_status": "missing",
+                    "status_reason": "imported values only",
+                    "stale": False,
+                }
+            ),
+        )
         if len(missing):
             tracks = import_tracks()
-        track_ids = {(m, r, i): int(t) for m, r, i, t in
-                     zip(tracks["multitrack"], tracks["role"], tracks["instrument"], tracks["track_id"])}
+        track_ids = {
+            (m, r, i): int(t)
+            for m, r, i, t in zip(
+                tracks["multitrack"], tracks["role"], tracks["instrument"], tracks["track_id"]
+            )
+        }
 
-        table_track = np.array([track_ids[k] for k in zip(table["multitrack"], table["role"], table["instrument"])])
+        table_track = np.array(
+            [track_ids[k] for k in zip(table["multitrack"], table["role"], table["instrument"])]
+        )
         keyed = pd.DataFrame({"track_id": table_track, "pair": table["pair"].fillna("").to_numpy()})
 
         def stored_segment_ids() -> np.ndarray:
             """Each row's segment id (NaN where the segment is not stored yet)."""
-            stored = pd.DataFrame(s.execute(
-                sa.select(Segment.id, Segment.track_id, Segment.pair)
-                .where(Segment.track_id.in_(sorted(set(track_ids.values()))), Segment.source == "import")
-            ).all(), columns=["segment_id", "track_id", "pair"])
+            stored = pd.DataFrame(
+                s.execute(
+                    sa.select(Segment.id, Segment.track_id, Segment.pair).where(
+                        Segment.track_id.in_(sorted(set(track_ids.values()))), Segment.source == "import"
+                    )
+                ).all(),
+                columns=["segment_id", "track_id", "pair"],
+            )
             stored["pair"] = stored["pair"].fillna("")
-            return keyed.merge(stored, on=["track_id", "pair"], how="left")["segment_id"].to_numpy(dtype=float)
+            return keyed.merge(stored, on=["track_id", "pair"], how="left")["segment_id"].to_numpy(
+                dtype=float
+            )
 
         segment_ids = stored_segment_ids()
         is_new = np.isnan(segment_ids)
         new_rows = table[is_new]
         if len(new_rows):
-            store.bulk_insert(conn, "segments", pd.DataFrame({
-                "track_id": table_track[is_new].astype(np.int64),
-                "instrument_id": new_rows["instrument"].map(inst_ids).astype(np.int64).to_numpy(),
-                "role": new_rows["role"].to_numpy(), "pair": new_rows["pair"].to_numpy(dtype=object),
-                "split": new_rows["split"].to_numpy(dtype=object), "source": "import",
-                "status": "extracted", "stale": False, "created_at": utcnow()}))
+            store.bulk_insert(
+                conn,
+                "segments",
+                pd.DataFrame(
+                    {
+                        "track_id": table_track[is_new].astype(np.int64),
+                        "instrument_id": new_rows["instrument"].map(inst_ids).astype(np.int64).to_numpy(),
+                        "role": new_rows["role"].to_numpy(),
+                        "pair": new_rows["pair"].to_numpy(dtype=object),
+                        "split": new_rows["split"].to_numpy(dtype=object),
+                        "source": "import",
+                        "status": "extracted",
+                        "stale": False,
+                        "created_at": utcnow(),
+                    }
+                ),
+            )
             segment_ids = stored_segment_ids()
         segment_ids = segment_ids.astype(np.int64)
 
@@ -307,20 +388,30 @@ def import_features(store: Store, path: Path) -> ImportSummary:
                 raise StemstoreError(
                     f"{path}: line {row + 2} ({table['multitrack'].iloc[row]}, {table['role'].iloc[row]}) "
                     f"is already stored with a different {feature_cols[c]} ({old[r, c]!r} here {new[r, c]!r}); "
-                    "nothing was imported")
+                    "nothing was imported"
+                )
             to_insert[~is_new] = ~have
         rows, cols = np.nonzero(to_insert)
-        long = pd.DataFrame({"segment_id": segment_ids[rows], "feature_id": feature_ids[cols],
-                             "value": matrix[rows, cols]})
+        long = pd.DataFrame(
+            {"segment_id": segment_ids[rows], "feature_id": feature_ids[cols], "value": matrix[rows, cols]}
+        )
         store.bulk_insert(conn, "feature_values", long)
-        summary = ImportSummary(rows=len(table), new_segments=int(is_new.sum()),
-                                unchanged_segments=int((~is_new).sum()), values_added=len(long),
-                                multitracks_created=len(new_mts), features=len(feature_cols))
+        summary = ImportSummary(
+            rows=len(table),
+            new_segments=int(is_new.sum()),
+            unchanged_segments=int((~is_new).sum()),
+            values_added=len(long),
+            multitracks_created=len(new_mts),
+            features=len(feature_cols),
+        )
     if summary.values_added:
-        run_id = store.start_run("import", params={"file": str(path), "sha256": digest, "rows": len(table),
-                                                   "features": len(feature_cols)})
-        store.finish_run(run_id, counts={"new_segments": summary.new_segments,
-                                         "values_added": summary.values_added})
+        run_id = store.start_run(
+            "import",
+            params={"file": str(path), "sha256": digest, "rows": len(table), "features": len(feature_cols)},
+        )
+        store.finish_run(
+            run_id, counts={"new_segments": summary.new_segments, "values_added": summary.values_added}
+        )
     return summary
 
 
@@ -330,8 +421,9 @@ def _ids_by_name(s, names: list[str]) -> dict[str, int]:
     return dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
 
 
-def stored_values(store: Store, conn, segment_ids: np.ndarray,
-                   feature_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def stored_values(
+    store: Store, conn, segment_ids: np.ndarray, feature_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Stored values of segments × features, and where a value is stored at all."""
     values = np.full((len(segment_ids), len(feature_ids)), np.nan)
     present = np.zeros(values.shape, dtype=bool)
@@ -347,8 +439,14 @@ def stored_values(store: Store, conn, segment_ids: np.ndarray,
 
 
 # -- export -------------------------------------------------------------------------------------
-def export_features(store: Store, path: Path, *, group: str | None = None,
-                    instruments: list[str] | None = None, features: list[str] | None = None) -> pd.DataFrame:
+def export_features(
+    store: Store,
+    path: Path,
+    *,
+    group: str | None = None,
+    instruments: list[str] | None = None,
+    features: list[str] | None = None,
+) -> pd.DataFrame:
     """Write a wide file that ``import-features`` reads back bit-exact. Returns what was written.
 
     By default the columns are the features every selected segment has a value for.

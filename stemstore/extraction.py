@@ -35,7 +35,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ ProgressCallback = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------------
 # One segment (runs in a worker)
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SegmentTask:
@@ -92,9 +94,11 @@ def segment_audio(task: SegmentTask) -> np.ndarray:
     audio = load_mono(task.path)
     end = task.start_sample + task.n_samples
     if audio.size < end:
-        raise AudioError(f"{task.path} is {audio.size / SAMPLE_RATE:.2f} s long, shorter than the "
-                         f"segment's end at {end / SAMPLE_RATE:.2f} s (did the file change?)")
-    return preprocess(audio[task.start_sample:end], normalise=task.normalise)[0]
+        raise AudioError(
+            f"{task.path} is {audio.size / SAMPLE_RATE:.2f} s long, shorter than the "
+            f"segment's end at {end / SAMPLE_RATE:.2f} s (did the file change?)"
+        )
+    return preprocess(audio[task.start_sample : end], normalise=task.normalise)[0]
 
 
 def compute_segment(task: SegmentTask) -> SegmentResult:
@@ -110,6 +114,7 @@ def compute_segment(task: SegmentTask) -> SegmentResult:
 # --------------------------------------------------------------------------------------------
 # Where segments are computed: inline, local processes, a Dask cluster
 # --------------------------------------------------------------------------------------------
+
 
 def _inline(tasks: list[SegmentTask]) -> Iterator[SegmentResult]:
     for task in tasks:
@@ -168,8 +173,9 @@ def _dask(tasks: list[SegmentTask], address: str) -> Iterator[SegmentResult]:
         pending_tasks = iter(tasks)
 
         def submit(task: SegmentTask):
-            return client.submit(compute_segment, task, key=f"stemstore-segment-{task.segment_id}-{time.time_ns()}",
-                                 pure=False)
+            return client.submit(
+                compute_segment, task, key=f"stemstore-segment-{task.segment_id}-{time.time_ns()}", pure=False
+            )
 
         first = [submit(t) for t in (next(pending_tasks, None) for _ in range(2 * threads)) if t is not None]
         queue = as_completed(first)
@@ -184,8 +190,9 @@ def _dask(tasks: list[SegmentTask], address: str) -> Iterator[SegmentResult]:
         client.close()
 
 
-def compute_segments(tasks: list[SegmentTask], workers: int = 1,
-                     dask_address: str | None = None) -> Iterator[SegmentResult]:
+def compute_segments(
+    tasks: list[SegmentTask], workers: int = 1, dask_address: str | None = None
+) -> Iterator[SegmentResult]:
     """Compute ``tasks`` inline (one worker), in ``workers`` local processes, or on the Dask
     cluster at ``dask_address``; yields results in completion order. No database access."""
     if dask_address:
@@ -199,19 +206,20 @@ def compute_segments(tasks: list[SegmentTask], workers: int = 1,
 # The stage
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class ExtractSummary:
     """What one ``extract`` call did."""
 
     run_id: int | None
-    pending: int = 0              # segments to compute when the run started (new + outdated)
-    outdated: int = 0             # of those, segments whose values an older extractor computed
+    pending: int = 0  # segments to compute when the run started (new + outdated)
+    outdated: int = 0  # of those, segments whose values an older extractor computed
     extracted: int = 0
-    replaced: int = 0             # outdated segments whose values were replaced
-    stale_runs: int = 0           # runs marked stale because values they used were replaced
+    replaced: int = 0  # outdated segments whose values were replaced
+    stale_runs: int = 0  # runs marked stale because values they used were replaced
     failed: int = 0
-    non_finite: int = 0           # NaN/inf values among those written
-    already_done: int = 0         # written meanwhile by another extractor (not written again)
+    non_finite: int = 0  # NaN/inf values among those written
+    already_done: int = 0  # written meanwhile by another extractor (not written again)
     seconds: float = 0.0
     failures: list[tuple[int, str]] = field(default_factory=list)  # (segment id, error), first few
 
@@ -219,12 +227,16 @@ class ExtractSummary:
         if self.pending == 0:
             return "nothing to do: no pending or outdated segments (run 'stemstore segment' first?)"
         rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
-        text = (f"extracted {self.extracted} of {self.pending} pending segments in {self.seconds:.1f} s "
-                f"({rate:.2f} segments/s); {self.failed} failed; {self.non_finite} non-finite values stored "
-                "(replaced when analysed)")
+        text = (
+            f"extracted {self.extracted} of {self.pending} pending segments in {self.seconds:.1f} s "
+            f"({rate:.2f} segments/s); {self.failed} failed; {self.non_finite} non-finite values stored "
+            "(replaced when analysed)"
+        )
         if self.outdated:
-            text += (f"; {self.replaced} of {self.outdated} outdated segments recomputed with extractor "
-                     f"version {EXTRACTOR_VERSION}, {self.stale_runs} runs that used them marked stale")
+            text += (
+                f"; {self.replaced} of {self.outdated} outdated segments recomputed with extractor "
+                f"version {EXTRACTOR_VERSION}, {self.stale_runs} runs that used them marked stale"
+            )
         if self.already_done:
             text += f"; {self.already_done} already done by another run"
         for segment_id, error in self.failures[:5]:
@@ -269,8 +281,9 @@ def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
 
 
 def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int]]:
-    rows = store.read_sql(_PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""),
-                          {"version": EXTRACTOR_VERSION})
+    rows = store.read_sql(
+        _PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""), {"version": EXTRACTOR_VERSION}
+    )
     outdated = {int(r.segment_id) for r in rows.itertuples(index=False) if bool(r.outdated)}
     tasks = []
     for row in rows.itertuples(index=False):
@@ -280,24 +293,37 @@ def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], s
         if start is None:
             start = int(round(row.start * SAMPLE_RATE))
         n_samples = params.get("window_samples") or int(round(row.duration * SAMPLE_RATE))
-        tasks.append(SegmentTask(int(row.segment_id), path, int(start), int(n_samples),
-                                 bool(params.get("normalise", True))))
+        tasks.append(
+            SegmentTask(
+                int(row.segment_id), path, int(start), int(n_samples), bool(params.get("normalise", True))
+            )
+        )
     return tasks, outdated
 
 
 def _record_version(conn, segment_id: int) -> None:
     conn.execute(sa.text("DELETE FROM segment_extractions WHERE segment_id = :id"), {"id": segment_id})
-    conn.execute(sa.text("INSERT INTO segment_extractions (segment_id, extractor_version, extracted_at) "
-                         "VALUES (:id, :version, CURRENT_TIMESTAMP)"),
-                 {"id": segment_id, "version": EXTRACTOR_VERSION})
+    conn.execute(
+        sa.text(
+            "INSERT INTO segment_extractions (segment_id, extractor_version, extracted_at) "
+            "VALUES (:id, :version, CURRENT_TIMESTAMP)"
+        ),
+        {"id": segment_id, "version": EXTRACTOR_VERSION},
+    )
 
 
 def _values_frame(segment_id: int, values: np.ndarray, feature_ids: np.ndarray) -> pd.DataFrame:
     if len(values) != len(feature_ids):
-        raise StemstoreError(f"segment {segment_id}: {len(values)} values for "
-                             f"{len(feature_ids)} catalog features")
-    return pd.DataFrame({"segment_id": np.full(len(feature_ids), segment_id, dtype=np.int64),
-                         "feature_id": feature_ids, "value": np.asarray(values, dtype=np.float64)})
+        raise StemstoreError(
+            f"segment {segment_id}: {len(values)} values for {len(feature_ids)} catalog features"
+        )
+    return pd.DataFrame(
+        {
+            "segment_id": np.full(len(feature_ids), segment_id, dtype=np.int64),
+            "feature_id": feature_ids,
+            "value": np.asarray(values, dtype=np.float64),
+        }
+    )
 
 
 def _replace_outdated(store: Store, result: SegmentResult, feature_ids: np.ndarray) -> int | None:
@@ -306,22 +332,39 @@ def _replace_outdated(store: Store, result: SegmentResult, feature_ids: np.ndarr
     how many runs were newly marked stale, or None if the segment was no longer outdated."""
     frame = _values_frame(result.segment_id, result.values, feature_ids)
     with store.engine.begin() as conn:
-        current = conn.execute(sa.text(
-            "SELECT s.status, s.stale, x.extractor_version FROM segments s "
-            "LEFT JOIN segment_extractions x ON x.segment_id = s.id WHERE s.id = :id"),
-            {"id": result.segment_id}).first()
-        if current is None or current.status != "extracted" or current.stale \
-                or current.extractor_version == EXTRACTOR_VERSION:
+        current = conn.execute(
+            sa.text(
+                "SELECT s.status, s.stale, x.extractor_version FROM segments s "
+                "LEFT JOIN segment_extractions x ON x.segment_id = s.id WHERE s.id = :id"
+            ),
+            {"id": result.segment_id},
+        ).first()
+        if (
+            current is None
+            or current.status != "extracted"
+            or current.stale
+            or current.extractor_version == EXTRACTOR_VERSION
+        ):
             return None
         conn.execute(sa.text("DELETE FROM feature_values WHERE segment_id = :id"), {"id": result.segment_id})
         store.bulk_insert(conn, "feature_values", frame)
         _record_version(conn, result.segment_id)
-        runs = [r[0] for r in conn.execute(sa.text(
-            "SELECT id FROM runs WHERE NOT stale AND id IN "
-            "(SELECT run_id FROM run_segments WHERE segment_id = :id)"), {"id": result.segment_id})]
+        runs = [
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id FROM runs WHERE NOT stale AND id IN "
+                    "(SELECT run_id FROM run_segments WHERE segment_id = :id)"
+                ),
+                {"id": result.segment_id},
+            )
+        ]
         if runs:
-            conn.execute(sa.text("UPDATE runs SET stale = TRUE WHERE id IN ("
-                                 + ", ".join(str(int(r)) for r in runs) + ")"))
+            conn.execute(
+                sa.text(
+                    "UPDATE runs SET stale = TRUE WHERE id IN (" + ", ".join(str(int(r)) for r in runs) + ")"
+                )
+            )
         return len(runs)
 
 
@@ -329,16 +372,22 @@ def _write_result(store: Store, result: SegmentResult, feature_ids: np.ndarray) 
     """Write one segment's outcome in one transaction; False if it was no longer pending."""
     with store.engine.begin() as conn:
         if result.values is None:
-            changed = conn.execute(sa.text(
-                "UPDATE segments SET status = 'failed', reason = :reason "
-                "WHERE id = :id AND status = 'pending' RETURNING id"),
-                {"id": result.segment_id, "reason": result.error}).fetchall()
+            changed = conn.execute(
+                sa.text(
+                    "UPDATE segments SET status = 'failed', reason = :reason "
+                    "WHERE id = :id AND status = 'pending' RETURNING id"
+                ),
+                {"id": result.segment_id, "reason": result.error},
+            ).fetchall()
             return bool(changed)
         frame = _values_frame(result.segment_id, result.values, feature_ids)
-        changed = conn.execute(sa.text(
-            "UPDATE segments SET status = 'extracted', reason = NULL "
-            "WHERE id = :id AND status = 'pending' AND NOT stale RETURNING id"),
-            {"id": result.segment_id}).fetchall()
+        changed = conn.execute(
+            sa.text(
+                "UPDATE segments SET status = 'extracted', reason = NULL "
+                "WHERE id = :id AND status = 'pending' AND NOT stale RETURNING id"
+            ),
+            {"id": result.segment_id},
+        ).fetchall()
         if not changed:
             return False
         store.bulk_insert(conn, "feature_values", frame)
@@ -354,8 +403,13 @@ def _software(dask_address: str | None) -> dict:
     return {name: metadata.version(name) for name in ("dask", "distributed")}
 
 
-def extract(store: Store, workers: int = 1, dask_address: str | None = None,
-            progress: ProgressCallback | None = None, limit: int | None = None) -> ExtractSummary:
+def extract(
+    store: Store,
+    workers: int = 1,
+    dask_address: str | None = None,
+    progress: ProgressCallback | None = None,
+    limit: int | None = None,
+) -> ExtractSummary:
     """Compute and store the features of every pending segment (at most ``limit``).
 
     ``workers`` > 1 runs that many local processes; ``dask_address`` (e.g.
@@ -374,11 +428,20 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
         return summary
 
     mode = "dask" if dask_address else ("processes" if workers > 1 else "inline")
-    with store.run("extraction", params={
-            "mode": mode, "workers": workers if not dask_address else None, "dask_address": dask_address,
-            "limit": limit, "pending": len(tasks), "outdated": len(outdated),
-            "extractor_version": EXTRACTOR_VERSION, "n_features": len(feature_ids),
-            "software": _software(dask_address)}) as run:
+    with store.run(
+        "extraction",
+        params={
+            "mode": mode,
+            "workers": workers if not dask_address else None,
+            "dask_address": dask_address,
+            "limit": limit,
+            "pending": len(tasks),
+            "outdated": len(outdated),
+            "extractor_version": EXTRACTOR_VERSION,
+            "n_features": len(feature_ids),
+            "software": _software(dask_address),
+        },
+    ) as run:
         summary.run_id = run.id
         results = compute_segments(tasks, workers=workers, dask_address=dask_address)
 
@@ -420,19 +483,32 @@ def extract(store: Store, workers: int = 1, dask_address: str | None = None,
 
 
 def _counts(summary: ExtractSummary) -> dict:
-    return {"pending": summary.pending, "extracted": summary.extracted, "failed": summary.failed,
-            "non_finite_values": summary.non_finite, "already_done": summary.already_done,
-            "outdated": summary.outdated, "replaced": summary.replaced, "stale_runs": summary.stale_runs,
-            "seconds": round(summary.seconds, 3)}
+    return {
+        "pending": summary.pending,
+        "extracted": summary.extracted,
+        "failed": summary.failed,
+        "non_finite_values": summary.non_finite,
+        "already_done": summary.already_done,
+        "outdated": summary.outdated,
+        "replaced": summary.replaced,
+        "stale_runs": summary.stale_runs,
+        "seconds": round(summary.seconds, 3),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Reading for analysis: the matrix with non-finite values handled
 # --------------------------------------------------------------------------------------------
 
-def analysis_matrix(store: Store, *, group: str | None = None, instruments: list[str] | None = None,
-                    features: list[str] | None = None,
-                    segment_ids: list[int] | None = None) -> tuple[pd.DataFrame, int]:
+
+def analysis_matrix(
+    store: Store,
+    *,
+    group: str | None = None,
+    instruments: list[str] | None = None,
+    features: list[str] | None = None,
+    segment_ids: list[int] | None = None,
+) -> tuple[pd.DataFrame, int]:
     """The wide matrix an analysis reads, with non-finite values replaced (docs/method.md, section 3).
 
     Same rows and columns as :func:`stemstore.exchange.feature_matrix` (by default the
@@ -442,8 +518,14 @@ def analysis_matrix(store: Store, *, group: str | None = None, instruments: list
     """
     from .exchange import META_COLUMNS, feature_matrix
 
-    wide = feature_matrix(store, group=group, instruments=instruments, features=features,
-                          segment_ids=segment_ids, complete=features is None)
+    wide = feature_matrix(
+        store,
+        group=group,
+        instruments=instruments,
+        features=features,
+        segment_ids=segment_ids,
+        complete=features is None,
+    )
     columns = [c for c in wide.columns if c not in META_COLUMNS]
     if not columns or wide.empty:
         return wide, 0

@@ -58,7 +58,7 @@ import essentia
 essentia.log.infoActive = False  # set before essentia.standard, which logs on import
 import essentia.standard as es  # noqa: E402
 
-from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
+from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog  # noqa: E402
 
 
 SAMPLE_RATE = 44100
@@ -95,6 +95,7 @@ _STAT_ROW = {name: row for row, name in enumerate(FRAME_STATISTICS)}
 # --------------------------------------------------------------------------------------------
 # Pooling and clean-up
 # --------------------------------------------------------------------------------------------
+
 
 def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Essentia's ``PoolAggregator`` statistics of per-frame descriptor values.
@@ -174,6 +175,7 @@ def replace_non_finite(matrix: np.ndarray) -> tuple[np.ndarray, int]:
 # The catalog's own formulas
 # --------------------------------------------------------------------------------------------
 
+
 def bark_loudness_descriptors(barkbands: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame ``total_loudness``, ``specific_sharpness`` and ``specific_spread``.
 
@@ -223,6 +225,7 @@ def average_loudness(level: np.ndarray) -> float:
 # Catalog layout: where each pooled statistic lands in the output vector
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _PooledLayout:
     """Catalog positions of one pooled descriptor: out[positions] = stats[stat_rows, columns]."""
@@ -257,17 +260,36 @@ def _catalog_layout() -> tuple[dict[str, _PooledLayout], dict[str, int]]:
 #: The one-value-per-frame descriptors of the 2048/1024 frames: the columns of one
 #: (frames x descriptors) table, filled frame by frame.
 _LOWLEVEL_SCALARS = (
-    "lowLevel.silence_rate_20dB", "lowLevel.silence_rate_30dB", "lowLevel.silence_rate_60dB",
-    "lowLevel.zerocrossingrate", "lowLevel.spectral_energy",
-    "lowLevel.spectral_energyband_low", "lowLevel.spectral_energyband_middle_low",
-    "lowLevel.spectral_energyband_middle_high", "lowLevel.spectral_energyband_high",
-    "lowLevel.hfc", "lowLevel.spectral_rms", "lowLevel.spectral_flux",
-    "lowLevel.spectral_rolloff", "lowLevel.spectral_strongpeak", "lowLevel.spectral_decrease",
-    "lowLevel.spectral_complexity", "lowLevel.pitch", "lowLevel.pitch_instantaneous_confidence",
-    "lowLevel.pitch_salience", "lowLevel.spectral_crest", "lowLevel.spectral_flatness_db",
-    "lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis",
-    "lowLevel.spectral_centroid", "lowLevel.spectral_spread", "lowLevel.spectral_skewness",
-    "lowLevel.spectral_kurtosis", "lowLevel.dissonance", "sfx.inharmonicity",
+    "lowLevel.silence_rate_20dB",
+    "lowLevel.silence_rate_30dB",
+    "lowLevel.silence_rate_60dB",
+    "lowLevel.zerocrossingrate",
+    "lowLevel.spectral_energy",
+    "lowLevel.spectral_energyband_low",
+    "lowLevel.spectral_energyband_middle_low",
+    "lowLevel.spectral_energyband_middle_high",
+    "lowLevel.spectral_energyband_high",
+    "lowLevel.hfc",
+    "lowLevel.spectral_rms",
+    "lowLevel.spectral_flux",
+    "lowLevel.spectral_rolloff",
+    "lowLevel.spectral_strongpeak",
+    "lowLevel.spectral_decrease",
+    "lowLevel.spectral_complexity",
+    "lowLevel.pitch",
+    "lowLevel.pitch_instantaneous_confidence",
+    "lowLevel.pitch_salience",
+    "lowLevel.spectral_crest",
+    "lowLevel.spectral_flatness_db",
+    "lowLevel.barkbands_spread",
+    "lowLevel.barkbands_skewness",
+    "lowLevel.barkbands_kurtosis",
+    "lowLevel.spectral_centroid",
+    "lowLevel.spectral_spread",
+    "lowLevel.spectral_skewness",
+    "lowLevel.spectral_kurtosis",
+    "lowLevel.dissonance",
+    "sfx.inharmonicity",
     "sfx.oddtoevenharmonicenergyratio",
 )
 _LOWLEVEL_COLUMN = {name: column for column, name in enumerate(_LOWLEVEL_SCALARS)}
@@ -299,7 +321,9 @@ class FeatureExtractor:
         self._pooled_layout, self._scalar_layout = _catalog_layout()
         self._build_algorithms()
         self._algorithms = [
-            value for value in vars(self).values() if hasattr(value, "reset") and hasattr(value, "__compute__")
+            value
+            for value in vars(self).values()
+            if hasattr(value, "reset") and hasattr(value, "__compute__")
         ] + list(self.energy_bands)
 
     # -- construction --------------------------------------------------------------------------
@@ -343,8 +367,13 @@ class FeatureExtractor:
         self.pitch_salience = es.PitchSalience(sampleRate=sr)
         self.entropy = es.Entropy()
         self.contrast = es.SpectralContrast(
-            frameSize=LOWLEVEL_FRAME, sampleRate=sr, numberBands=6, lowFrequencyBound=20,
-            highFrequencyBound=11000, neighbourRatio=0.4, staticDistribution=0.15,
+            frameSize=LOWLEVEL_FRAME,
+            sampleRate=sr,
+            numberBands=6,
+            lowFrequencyBound=20,
+            highFrequencyBound=11000,
+            neighbourRatio=0.4,
+            staticDistribution=0.15,
         )
         # Two peak pickers, as in the two Extractor halves: harmonic analysis (sfx) starts
         # above the first bin; dissonance takes every peak.
@@ -370,8 +399,9 @@ class FeatureExtractor:
         # would re-plan them twice per segment. The two peak pickers differ only in order.
         self.tonal_window = es.Windowing(type="blackmanharris62", size=TONAL_FRAME)
         self.tonal_spectrum = es.Spectrum(size=TONAL_FRAME)
-        tonal_peak_range = dict(magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000,
-                                maxPeaks=10000, sampleRate=sr)
+        tonal_peak_range = dict(
+            magnitudeThreshold=1e-05, minFrequency=40, maxFrequency=5000, maxPeaks=10000, sampleRate=sr
+        )
         self.tuning_peaks = es.SpectralPeaks(orderBy="frequency", **tonal_peak_range)
         self.tuning_frequency = es.TuningFrequency()
         self.tonal_peaks = es.SpectralPeaks(orderBy="magnitude", **tonal_peak_range)
@@ -407,15 +437,28 @@ class FeatureExtractor:
 
     def _hpcp_params(self, reference_hz: float) -> dict:
         """The TonalExtractor's key-HPCP parameters, referenced to ``reference_hz``."""
-        return dict(size=HPCP_SIZE, referenceFrequency=float(reference_hz), minFrequency=40.0,
-                    maxFrequency=5000.0, nonLinear=False, bandPreset=False,
-                    windowSize=1.33333333333, weightType="squaredCosine",
-                    sampleRate=self.sample_rate)
+        return dict(
+            size=HPCP_SIZE,
+            referenceFrequency=float(reference_hz),
+            minFrequency=40.0,
+            maxFrequency=5000.0,
+            nonLinear=False,
+            bandPreset=False,
+            windowSize=1.33333333333,
+            weightType="squaredCosine",
+            sampleRate=self.sample_rate,
+        )
 
     # -- framing -------------------------------------------------------------------------------
 
-    def _frames(self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool,
-                silent_noise: bool = True):
+    def _frames(
+        self,
+        audio: np.ndarray,
+        frame_size: int,
+        hop_size: int,
+        start_from_zero: bool,
+        silent_noise: bool = True,
+    ):
         """Essentia FrameCutter frames; with ``silent_noise`` silent ones get -100 dB noise.
 
         The noise generator is reseeded for every pass, so a frame's noise depends only on the
@@ -423,8 +466,9 @@ class FeatureExtractor:
         seeds it at random, so the study's values on silent frames are not reproducible.)
         """
         if not silent_noise:
-            yield from es.FrameGenerator(audio, frameSize=frame_size, hopSize=hop_size,
-                                         startFromZero=start_from_zero)
+            yield from es.FrameGenerator(
+                audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
+            )
             return
         self.noise.configure(level=-100, fixSeed=True)  # reseeds; reset() would not
         is_silent, add_noise = essentia.isSilent, self.noise
@@ -467,15 +511,21 @@ class FeatureExtractor:
         salience, contrast = _direct(self.pitch_salience), _direct(self.contrast)
         bark_algo, bark_moments = _direct(self.bark_bands), _direct(self.bark_moments)
         spectrum_moments = _direct(self.spectrum_moments)
-        harmonic_input_peaks, dissonance_peaks = _direct(self.harmonic_input_peaks), _direct(self.dissonance_peaks)
+        harmonic_input_peaks, dissonance_peaks = (
+            _direct(self.harmonic_input_peaks),
+            _direct(self.dissonance_peaks),
+        )
         dissonance, harmonic_peaks = _direct(self.dissonance), _direct(self.harmonic_peaks)
         inharmonicity, tristimulus_algo = _direct(self.inharmonicity), _direct(self.tristimulus)
         odd_to_even = _direct(self.odd_to_even)
 
         for i, frame in enumerate(frames):
             row = scalars[i]
-            (row[col["lowLevel.silence_rate_20dB"]], row[col["lowLevel.silence_rate_30dB"]],
-             row[col["lowLevel.silence_rate_60dB"]]) = silence_rate(frame)
+            (
+                row[col["lowLevel.silence_rate_20dB"]],
+                row[col["lowLevel.silence_rate_30dB"]],
+                row[col["lowLevel.silence_rate_60dB"]],
+            ) = silence_rate(frame)
             row[col["lowLevel.zerocrossingrate"]] = zcr(frame)
             spec = spectrum(window(frame))  # the one spectrum every spectral algorithm reads
             power = spec * spec
@@ -500,11 +550,17 @@ class FeatureExtractor:
             barkbands[i] = bark
             row[col["lowLevel.spectral_crest"]] = crest(bark)  # the Extractor's crest is of Bark bands
             row[col["lowLevel.spectral_flatness_db"]] = flatness_db(bark)
-            (row[col["lowLevel.barkbands_spread"]], row[col["lowLevel.barkbands_skewness"]],
-             row[col["lowLevel.barkbands_kurtosis"]]) = shape(bark_moments(bark))
+            (
+                row[col["lowLevel.barkbands_spread"]],
+                row[col["lowLevel.barkbands_skewness"]],
+                row[col["lowLevel.barkbands_kurtosis"]],
+            ) = shape(bark_moments(bark))
             row[col["lowLevel.spectral_centroid"]] = centroid(power)
-            (row[col["lowLevel.spectral_spread"]], row[col["lowLevel.spectral_skewness"]],
-             row[col["lowLevel.spectral_kurtosis"]]) = shape(spectrum_moments(spec))
+            (
+                row[col["lowLevel.spectral_spread"]],
+                row[col["lowLevel.spectral_skewness"]],
+                row[col["lowLevel.spectral_kurtosis"]],
+            ) = shape(spectrum_moments(spec))
             row[col["lowLevel.dissonance"]] = dissonance(*dissonance_peaks(spec))
             sccoeffs[i], scvalleys[i] = contrast(spec)
             freqs, mags = harmonic_input_peaks(spec)
@@ -537,8 +593,14 @@ class FeatureExtractor:
             bands = mel_bands(spec)
             rows.append((entropy(spec), crest(bands), flatness_db(bands), *shape(moments(bands))))
         table = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        names = ("lowLevel.spectral_entropy", "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db",
-                 "lowLevel.melbands_spread", "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis")
+        names = (
+            "lowLevel.spectral_entropy",
+            "lowLevel.melbands_crest",
+            "lowLevel.melbands_flatness_db",
+            "lowLevel.melbands_spread",
+            "lowLevel.melbands_skewness",
+            "lowLevel.melbands_kurtosis",
+        )
         return {name: table[:, k] for k, name in enumerate(names)}
 
     def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
@@ -597,8 +659,14 @@ class FeatureExtractor:
         pooled = {
             name: np.array([value], dtype=np.float64)
             for name, value in zip(
-                ("rhythm.first_peak_bpm", "rhythm.first_peak_weight", "rhythm.first_peak_spread",
-                 "rhythm.second_peak_bpm", "rhythm.second_peak_weight", "rhythm.second_peak_spread"),
+                (
+                    "rhythm.first_peak_bpm",
+                    "rhythm.first_peak_weight",
+                    "rhythm.first_peak_spread",
+                    "rhythm.second_peak_bpm",
+                    "rhythm.second_peak_weight",
+                    "rhythm.second_peak_spread",
+                ),
                 histogram[:6],
             )
         }
@@ -655,8 +723,12 @@ class FeatureExtractor:
         """The Extractor's sfx descriptors of the frame pitch curve."""
         curve = np.ascontiguousarray(pitch, dtype=np.float32)
         out = dict.fromkeys(
-            ("sfx.pitch_max_to_total", "sfx.pitch_min_to_total", "sfx.pitch_centroid",
-             "sfx.pitch_after_max_to_before_max_energy_ratio"),
+            (
+                "sfx.pitch_max_to_total",
+                "sfx.pitch_min_to_total",
+                "sfx.pitch_centroid",
+                "sfx.pitch_after_max_to_before_max_energy_ratio",
+            ),
             float("nan"),
         )
         if curve.size < 2:

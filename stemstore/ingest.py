@@ -79,7 +79,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 import soundfile as sf
@@ -87,8 +88,19 @@ import sqlalchemy as sa
 import yaml
 
 from .errors import StemstoreError
-from .schema import (JSONText, Corpus, Multitrack, MultitrackSource, Run, RunSegment, Segment,
-                     Track, TrackFile, TrackLink, utcnow)
+from .schema import (
+    JSONText,
+    Corpus,
+    Multitrack,
+    MultitrackSource,
+    Run,
+    RunSegment,
+    Segment,
+    Track,
+    TrackFile,
+    TrackLink,
+    utcnow,
+)
 from .store import Store, describe_error, instrument_ids
 
 FORMATS = ("medleydb", "folder")
@@ -166,15 +178,22 @@ class IngestSummary:
         """The one-line summary, e.g. ``ingest of /data/medleydb (medleydb): 0 new, 20
         unchanged, 0 updated multitracks; 0 changed, 0 missing, 0 unreadable files; 0
         rejected``."""
-        audio = ("audio not checked (metadata only)" if self.metadata_only else
-                 f"{len(self.changed_files)} changed, {len(self.missing_files)} missing, "
-                 f"{len(self.unreadable_files)} unreadable files")
-        line = (f"ingest of {self.root} ({self.format}): {len(self.new_multitracks)} new, "
-                f"{len(self.unchanged_multitracks)} unchanged, {len(self.updated_multitracks)} "
-                f"updated multitracks; {audio}; {len(self.rejected)} rejected")
+        audio = (
+            "audio not checked (metadata only)"
+            if self.metadata_only
+            else f"{len(self.changed_files)} changed, {len(self.missing_files)} missing, "
+            f"{len(self.unreadable_files)} unreadable files"
+        )
+        line = (
+            f"ingest of {self.root} ({self.format}): {len(self.new_multitracks)} new, "
+            f"{len(self.unchanged_multitracks)} unchanged, {len(self.updated_multitracks)} "
+            f"updated multitracks; {audio}; {len(self.rejected)} rejected"
+        )
         if self.stale_tracks or self.stale_segments or self.stale_runs:
-            line += (f"; marked stale: {self.stale_tracks} tracks, {self.stale_segments} "
-                     f"segments, {self.stale_runs} runs")
+            line += (
+                f"; marked stale: {self.stale_tracks} tracks, {self.stale_segments} "
+                f"segments, {self.stale_runs} runs"
+            )
         return line
 
     def details(self, limit: int = 20) -> list[str]:
@@ -235,9 +254,14 @@ class Rejected(Exception):
 
 
 # -- the entry point ----------------------------------------------------------------------------------
-def ingest(store: Store, path: Path | str, format: str = "medleydb",
-           metadata_dir: Path | str | None = None, metadata_only: bool = False,
-           progress: ProgressCallback | None = None) -> IngestSummary:
+def ingest(
+    store: Store,
+    path: Path | str,
+    format: str = "medleydb",
+    metadata_dir: Path | str | None = None,
+    metadata_only: bool = False,
+    progress: ProgressCallback | None = None,
+) -> IngestSummary:
     """Ingest the corpus at ``path`` (see the module docstring for the layouts).
 
     ``metadata_only`` records what the metadata says without looking at the audio (tracks
@@ -264,14 +288,21 @@ def ingest(store: Store, path: Path | str, format: str = "medleydb",
     else:
         sources = _folder_sources(root, summary)
     if not sources and not summary.rejected:
-        hint = ("no <name>/<name>_METADATA.yaml (or --metadata DIR)" if format == "medleydb"
-                else "no <session>/stems/ or <session>/raw/ folders")
+        hint = (
+            "no <name>/<name>_METADATA.yaml (or --metadata DIR)"
+            if format == "medleydb"
+            else "no <session>/stems/ or <session>/raw/ folders"
+        )
         raise StemstoreError(f"no multitracks found in {root}: {hint}")
 
     corpus_id = _corpus_id(store, root, format)
     known = _known_multitracks(store, [src.name for src in sources])
-    params = {"path": str(root), "format": format, "metadata_dir": str(metadata_dir) if metadata_dir else None,
-              "metadata_only": metadata_only}
+    params = {
+        "path": str(root),
+        "format": format,
+        "metadata_dir": str(metadata_dir) if metadata_dir else None,
+        "metadata_only": metadata_only,
+    }
     batch: list[tuple[MultitrackSpec, dict[str, AudioFacts]]] = []
     batch_started = 0.0
     done = 0
@@ -310,22 +341,41 @@ def ingest(store: Store, path: Path | str, format: str = "medleydb",
     return summary
 
 
-def _prepare(root: Path, corpus_id: int, format: str, source: _Source, known: dict | None,
-             metadata_only: bool, summary: IngestSummary
-             ) -> tuple[MultitrackSpec, dict[str, AudioFacts]] | None:
+def _prepare(
+    root: Path,
+    corpus_id: int,
+    format: str,
+    source: _Source,
+    known: dict | None,
+    metadata_only: bool,
+    summary: IngestSummary,
+) -> tuple[MultitrackSpec, dict[str, AudioFacts]] | None:
     """Get one multitrack ready to write: None if nothing changed (or it is rejected), else
     what the metadata says and the facts of its files."""
     if known is not None and known["corpus_id"] != corpus_id:
         if not (format == "medleydb" and known["format"] == "medleydb"):
-            summary.rejected.append((source.name, (
-                f"a multitrack of this name already belongs to corpus {known['corpus']}; "
-                "rename it to ingest it from here")))
+            summary.rejected.append(
+                (
+                    source.name,
+                    (
+                        f"a multitrack of this name already belongs to corpus {known['corpus']}; "
+                        "rename it to ingest it from here"
+                    ),
+                )
+            )
             return None
         # A MedleyDB multitrack is the same song wherever the corpus lives: it moved.
     stored_tracks = known["tracks"] if known else {}
-    if known is not None and known["corpus_id"] == corpus_id and known["metadata_hash"] == source.metadata_hash:
-        if metadata_only or all(_stat_stamp(root / t["path"]) == t["stamp"] and t["status_reason"] != NOT_CHECKED
-                                for t in stored_tracks.values() if t["path"]):
+    if (
+        known is not None
+        and known["corpus_id"] == corpus_id
+        and known["metadata_hash"] == source.metadata_hash
+    ):
+        if metadata_only or all(
+            _stat_stamp(root / t["path"]) == t["stamp"] and t["status_reason"] != NOT_CHECKED
+            for t in stored_tracks.values()
+            if t["path"]
+        ):
             summary.unchanged_multitracks.append(source.name)
             _report_stored_problems(stored_tracks, metadata_only, summary)
             return None
@@ -345,8 +395,11 @@ def _prepare(root: Path, corpus_id: int, format: str, source: _Source, known: di
 def _medleydb_sources(root: Path, metadata_dir: Path | None, summary: IngestSummary) -> list[_Source]:
     if metadata_dir is None and any(root.glob(f"*{METADATA_SUFFIX}")):
         metadata_dir = root  # a directory of metadata files, e.g. MedleyDB's metadata release
-    files = (sorted(metadata_dir.glob(f"*{METADATA_SUFFIX}")) if metadata_dir is not None
-             else sorted(root.glob(f"*/*{METADATA_SUFFIX}")))
+    files = (
+        sorted(metadata_dir.glob(f"*{METADATA_SUFFIX}"))
+        if metadata_dir is not None
+        else sorted(root.glob(f"*/*{METADATA_SUFFIX}"))
+    )
     sources, seen = [], {}
     for file in files:
         name = file.name[: -len(METADATA_SUFFIX)]
@@ -362,8 +415,14 @@ def _medleydb_sources(root: Path, metadata_dir: Path | None, summary: IngestSumm
         except OSError as exc:
             summary.rejected.append((str(file), f"cannot read it: {exc.strerror or exc}"))
             continue
-        sources.append(_Source(name, file, hashlib.sha256(data).hexdigest(),
-                               lambda name=name, file=file, data=data: parse_medleydb(name, file, data)))
+        sources.append(
+            _Source(
+                name,
+                file,
+                hashlib.sha256(data).hexdigest(),
+                lambda name=name, file=file, data=data: parse_medleydb(name, file, data),
+            )
+        )
     return sources
 
 
@@ -397,8 +456,9 @@ def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
             raise Rejected(f"{file}: key '{key}' must be a mapping with filename, instrument, raw")
         stem_code = str(stem_id)
         stem_file = _filename(_require(stem, "filename", str, file, key), f"{key}.filename", file)
-        tracks.append(TrackSpec("stem", stem_code, _labels(stem, file, key),
-                                _join(name, stem_dir, stem_file)))
+        tracks.append(
+            TrackSpec("stem", stem_code, _labels(stem, file, key), _join(name, stem_dir, stem_file))
+        )
         raws = stem.get("raw") or {}
         if not isinstance(raws, dict):
             raise Rejected(f"{file}: key '{key}.raw' must be a mapping of raw tracks")
@@ -409,13 +469,13 @@ def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
                 raise Rejected(f"{file}: key '{raw_key}' must be a mapping with filename, instrument")
             raw_file = _filename(_require(raw, "filename", str, file, raw_key), f"{raw_key}.filename", file)
             raw_code = f"{stem_code}/{raw_id}"
-            tracks.append(TrackSpec("raw", raw_code, _labels(raw, file, raw_key),
-                                    _join(name, raw_dir, raw_file)))
+            tracks.append(
+                TrackSpec("raw", raw_code, _labels(raw, file, raw_key), _join(name, raw_dir, raw_file))
+            )
             links.append((stem_code, raw_code))
     fields = {k: None if meta.get(k) is None else str(meta[k]) for k in COLUMN_FIELDS}
     extra = _jsonable({k: v for k, v in meta.items() if k not in COLUMN_FIELDS and k != "stems"})
-    return MultitrackSpec(name, str(file), hashlib.sha256(data).hexdigest(), fields, extra,
-                          tracks, links)
+    return MultitrackSpec(name, str(file), hashlib.sha256(data).hexdigest(), fields, extra, tracks, links)
 
 
 def _jsonable(value: dict) -> dict:
@@ -444,8 +504,11 @@ def _labels(entry: dict, file: Path, key: str) -> list[str]:
     """Instrument labels: a string, or a list of strings whose first is the primary label."""
     value = entry.get("instrument")
     labels = [value] if isinstance(value, str) else value
-    if (not isinstance(labels, list) or not labels
-            or not all(isinstance(v, str) and v.strip() for v in labels)):
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(v, str) and v.strip() for v in labels)
+    ):
         raise Rejected(f"{file}: missing required key '{key}.instrument' (a label or a list of labels)")
     return list(dict.fromkeys(v.strip() for v in labels))
 
@@ -483,7 +546,11 @@ class _InsideChecker:
         if real_dir is None:
             real_dir = self.dirs[directory] = os.path.realpath(os.path.join(self.root, directory))
         full = os.path.join(self.root, relpath)
-        real = os.path.realpath(full) if os.path.islink(full) else os.path.join(real_dir, posixpath.basename(relpath))
+        real = (
+            os.path.realpath(full)
+            if os.path.islink(full)
+            else os.path.join(real_dir, posixpath.basename(relpath))
+        )
         if not self._inside(real):
             raise Rejected(f"file '{relpath}' resolves outside the corpus root (to {real})")
 
@@ -493,9 +560,13 @@ def _audio_files(folder: Path) -> list[Path]:
     """Audio files under ``folder``, sorted, hidden ones ignored."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in AUDIO_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                  and (p.is_file() or p.is_symlink()))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        and (p.is_file() or p.is_symlink())
+    )
 
 
 def _folder_sources(root: Path, summary: IngestSummary) -> list[_Source]:
@@ -503,8 +574,15 @@ def _folder_sources(root: Path, summary: IngestSummary) -> list[_Source]:
     for session in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not ((session / "stems").is_dir() or (session / "raw").is_dir()):
             continue
-        files = _audio_files(session / "stems") + _audio_files(session / "raw") + [
-            p for p in sorted(session.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES and p.stem.lower() == "mix"]
+        files = (
+            _audio_files(session / "stems")
+            + _audio_files(session / "raw")
+            + [
+                p
+                for p in sorted(session.iterdir())
+                if p.suffix.lower() in AUDIO_SUFFIXES and p.stem.lower() == "mix"
+            ]
+        )
         manifest = session / SESSION_MANIFEST
         digest = hashlib.sha256()
         try:
@@ -514,8 +592,14 @@ def _folder_sources(root: Path, summary: IngestSummary) -> list[_Source]:
             continue
         for p in files:
             digest.update(b"\0" + p.relative_to(session).as_posix().encode())
-        sources.append(_Source(session.name, manifest if manifest.exists() else session, digest.hexdigest(),
-                               lambda s=session, f=files, h=digest.hexdigest(): parse_session(root, s, f, h)))
+        sources.append(
+            _Source(
+                session.name,
+                manifest if manifest.exists() else session,
+                digest.hexdigest(),
+                lambda s=session, f=files, h=digest.hexdigest(): parse_session(root, s, f, h),
+            )
+        )
     return sources
 
 
@@ -530,7 +614,9 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}" if where else ""
-            raise Rejected(f"{manifest_path}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}") from exc
+            raise Rejected(
+                f"{manifest_path}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}"
+            ) from exc
         if not isinstance(manifest, dict):
             raise Rejected(f"{manifest_path}: expected a mapping of fields")
 
@@ -542,7 +628,9 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
         if rel.parts[0] in ("stems", "raw"):
             inner = PurePosixPath(*rel.parts[1:])
             if len(inner.parts) != 2:
-                raise Rejected(f"file '{rel.as_posix()}': audio must be in {rel.parts[0]}/<instrument>/<file>")
+                raise Rejected(
+                    f"file '{rel.as_posix()}': audio must be in {rel.parts[0]}/<instrument>/<file>"
+                )
             (stems if rel.parts[0] == "stems" else raws)[inner.as_posix()] = inner.parts[0]
         else:
             tracks.append(TrackSpec("mix", MIX_CODE, None, _join(name, rel.as_posix())))
@@ -561,7 +649,9 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
             raise Rejected(f"{manifest_path}: key 'stems.{stem_file}' must be a list of raw files")
         for raw_file in raw_files:
             if raw_file not in raws:
-                raise Rejected(f"{manifest_path}: key 'stems.{stem_file}': no raw file '{raw_file}' under raw/")
+                raise Rejected(
+                    f"{manifest_path}: key 'stems.{stem_file}': no raw file '{raw_file}' under raw/"
+                )
             raw_to_stems.setdefault(raw_file, []).append(stem_file)
 
     stems_of: dict[str, list[str]] = {}
@@ -575,16 +665,25 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
         if owners is None:
             candidates = stems_of.get(instrument, [])
             if len(candidates) > 1:
-                raise Rejected(f"raw file 'raw/{raw_file}' could belong to {len(candidates)} stems of "
-                               f"'{instrument}': say which in {SESSION_MANIFEST} (stems: <stem>: [<raws>])")
+                raise Rejected(
+                    f"raw file 'raw/{raw_file}' could belong to {len(candidates)} stems of "
+                    f"'{instrument}': say which in {SESSION_MANIFEST} (stems: <stem>: [<raws>])"
+                )
             owners = candidates
         links.extend((f"stems/{stem}", f"raw/{raw_file}") for stem in owners)
 
     fields = {k: None if manifest.get(k) is None else str(manifest[k]) for k in COLUMN_FIELDS}
     fields["title"] = fields["title"] or name
     extra = _jsonable({k: v for k, v in manifest.items() if k not in COLUMN_FIELDS and k != "stems"})
-    return MultitrackSpec(name, str(manifest_path if manifest_path.exists() else session),
-                          metadata_hash, fields, extra, tracks, links)
+    return MultitrackSpec(
+        name,
+        str(manifest_path if manifest_path.exists() else session),
+        metadata_hash,
+        fields,
+        extra,
+        tracks,
+        links,
+    )
 
 
 # -- audio files ------------------------------------------------------------------------------------------
@@ -609,7 +708,9 @@ def _stat_stamp(path: Path) -> tuple[int, int] | None:
     return (st.st_size, st.st_mtime_ns)
 
 
-def _inspect_files(root: Path, tracks: list[TrackSpec], stored: dict[tuple[str, str], dict]) -> dict[str, AudioFacts]:
+def _inspect_files(
+    root: Path, tracks: list[TrackSpec], stored: dict[tuple[str, str], dict]
+) -> dict[str, AudioFacts]:
     """Facts of each track's file, by path. Files whose size and mtime match what was stored
     are not read again. Reading is done in threads: hashing and decoding release the GIL."""
     todo: list[TrackSpec] = []
@@ -617,11 +718,22 @@ def _inspect_files(root: Path, tracks: list[TrackSpec], stored: dict[tuple[str, 
     for track in tracks:
         previous = stored.get((track.kind, track.code))
         stamp = _stat_stamp(root / track.path)
-        if (previous is not None and stamp is not None and previous["stamp"] == stamp
-                and previous["path"] == track.path and previous["audio_status"] in ("present", "unreadable")):
-            facts[track.path] = AudioFacts(previous["audio_status"], previous["status_reason"],
-                                           previous["content_hash"], previous["sample_rate"],
-                                           previous["channels"], previous["duration"], stamp)
+        if (
+            previous is not None
+            and stamp is not None
+            and previous["stamp"] == stamp
+            and previous["path"] == track.path
+            and previous["audio_status"] in ("present", "unreadable")
+        ):
+            facts[track.path] = AudioFacts(
+                previous["audio_status"],
+                previous["status_reason"],
+                previous["content_hash"],
+                previous["sample_rate"],
+                previous["channels"],
+                previous["duration"],
+                stamp,
+            )
         else:
             todo.append(track)
     if todo:
@@ -684,8 +796,10 @@ def _wav_truncation(path: Path, size: int) -> str | None:
                 chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
                 if chunk_id == b"data":
                     if offset + 8 + chunk_size > size:
-                        return (f"truncated: the data chunk declares {chunk_size} bytes, the file "
-                                f"holds {size - offset - 8}")
+                        return (
+                            f"truncated: the data chunk declares {chunk_size} bytes, the file "
+                            f"holds {size - offset - 8}"
+                        )
                     return None
                 offset += 8 + chunk_size + (chunk_size & 1)
             return "no data chunk"
@@ -721,7 +835,9 @@ WHERE t.multitrack_id IN ({ids}) AND t.code NOT LIKE 'import/%'
 """
 
 
-def _track_state(conn: sa.Connection, multitrack_ids: Iterable[int]) -> dict[int, dict[tuple[str, str], dict]]:
+def _track_state(
+    conn: sa.Connection, multitrack_ids: Iterable[int]
+) -> dict[int, dict[tuple[str, str], dict]]:
     """Stored tracks of multitracks: multitrack id -> (kind, code) -> columns (+ ``stamp``)."""
     ids = [int(i) for i in multitrack_ids]
     out: dict[int, dict[tuple[str, str], dict]] = {i: {} for i in ids}
@@ -742,12 +858,23 @@ def _known_multitracks(store: Store, names: list[str]) -> dict[str, dict]:
     if not names:
         return {}
     with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(Multitrack.id, Multitrack.name, Multitrack.corpus_id, Corpus.name.label("corpus"),
-                      Corpus.format, MultitrackSource.metadata_hash)
-            .join(Corpus, Corpus.id == Multitrack.corpus_id)
-            .outerjoin(MultitrackSource, MultitrackSource.multitrack_id == Multitrack.id)
-            .where(Multitrack.name.in_(names))).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(
+                    Multitrack.id,
+                    Multitrack.name,
+                    Multitrack.corpus_id,
+                    Corpus.name.label("corpus"),
+                    Corpus.format,
+                    MultitrackSource.metadata_hash,
+                )
+                .join(Corpus, Corpus.id == Multitrack.corpus_id)
+                .outerjoin(MultitrackSource, MultitrackSource.multitrack_id == Multitrack.id)
+                .where(Multitrack.name.in_(names))
+            )
+            .mappings()
+            .all()
+        )
         tracks = _track_state(conn, [r["id"] for r in rows])
     return {r["name"]: {**r, "tracks": tracks[r["id"]]} for r in rows}
 
@@ -763,8 +890,12 @@ def _report_stored_problems(tracks: dict, metadata_only: bool, summary: IngestSu
             summary.unreadable_files.append((t["path"], t["status_reason"] or "unreadable"))
 
 
-def _write_batch(store: Store, corpus_id: int, batch: list[tuple[MultitrackSpec, dict[str, AudioFacts]]],
-                 summary: IngestSummary) -> None:
+def _write_batch(
+    store: Store,
+    corpus_id: int,
+    batch: list[tuple[MultitrackSpec, dict[str, AudioFacts]]],
+    summary: IngestSummary,
+) -> None:
     """Write whole multitracks in one transaction: insert or update each, its tracks, links and
     file stamps, and mark stale whatever was derived from a file that changed.
 
@@ -780,25 +911,48 @@ def _write_batch(store: Store, corpus_id: int, batch: list[tuple[MultitrackSpec,
         names = [spec.name for spec in specs]
         existing = {mt.name: mt for mt in s.scalars(sa.select(Multitrack).where(Multitrack.name.in_(names)))}
         new_mts = [spec for spec in specs if spec.name not in existing]
-        _insert_rows(store, conn, Multitrack, [
-            {"corpus_id": corpus_id, "name": spec.name, "metadata_file": spec.metadata_file,
-             "extra": spec.extra, "ingested_at": utcnow(), **spec.fields} for spec in new_mts])
+        _insert_rows(
+            store,
+            conn,
+            Multitrack,
+            [
+                {
+                    "corpus_id": corpus_id,
+                    "name": spec.name,
+                    "metadata_file": spec.metadata_file,
+                    "extra": spec.extra,
+                    "ingested_at": utcnow(),
+                    **spec.fields,
+                }
+                for spec in new_mts
+            ],
+        )
         for spec in specs:
             mt = existing.get(spec.name)
             if mt is None:
                 outcome[spec.name] = "new"
                 continue
-            wanted = {"corpus_id": corpus_id, "metadata_file": spec.metadata_file, "extra": spec.extra,
-                      **spec.fields}
+            wanted = {
+                "corpus_id": corpus_id,
+                "metadata_file": spec.metadata_file,
+                "extra": spec.extra,
+                **spec.fields,
+            }
             for key, value in wanted.items():
                 if getattr(mt, key) != value:
                     setattr(mt, key, value)
                     outcome[spec.name] = "updated"
         s.flush()
-        mt_ids = dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
+        mt_ids = dict(
+            s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all()
+        )
         conn.execute(sa.delete(MultitrackSource).where(MultitrackSource.multitrack_id.in_(mt_ids.values())))
-        _insert_rows(store, conn, MultitrackSource, [
-            {"multitrack_id": mt_ids[spec.name], "metadata_hash": spec.metadata_hash} for spec in specs])
+        _insert_rows(
+            store,
+            conn,
+            MultitrackSource,
+            [{"multitrack_id": mt_ids[spec.name], "metadata_hash": spec.metadata_hash} for spec in specs],
+        )
 
         stored_all = _track_state(conn, [mt_ids[n] for n in existing])
         labels = [t.labels[0] for spec in specs for t in spec.tracks if t.labels]
@@ -812,32 +966,48 @@ def _write_batch(store: Store, corpus_id: int, batch: list[tuple[MultitrackSpec,
             for track in spec.tracks:
                 fact = facts[spec.name].get(track.path)
                 values: dict[str, Any] = {
-                    "kind": track.kind, "code": track.code, "path": track.path, "labels": track.labels,
+                    "kind": track.kind,
+                    "code": track.code,
+                    "path": track.path,
+                    "labels": track.labels,
                     "instrument_id": inst_ids[track.labels[0]] if track.labels else None,
                 }
                 if fact is not None:
-                    values.update(audio_status=fact.status, status_reason=fact.reason,
-                                  content_hash=fact.content_hash, sample_rate=fact.sample_rate,
-                                  channels=fact.channels, duration=fact.duration)
+                    values.update(
+                        audio_status=fact.status,
+                        status_reason=fact.reason,
+                        content_hash=fact.content_hash,
+                        sample_rate=fact.sample_rate,
+                        channels=fact.channels,
+                        duration=fact.duration,
+                    )
                     if fact.stamp is not None:
                         stamps[(mt_id, track.code)] = fact.stamp
                 previous = stored.pop((track.kind, track.code), None)
                 if previous is None:
                     if fact is None:
                         values.update(audio_status="missing", status_reason=NOT_CHECKED)
-                    new_rows.append({**dict.fromkeys(_TRACK_COLUMNS), "multitrack_id": mt_id,
-                                     "stale": False, **values})
+                    new_rows.append(
+                        {**dict.fromkeys(_TRACK_COLUMNS), "multitrack_id": mt_id, "stale": False, **values}
+                    )
                     _note_file(track.path, fact, None, summary)
                     if outcome[spec.name] == "unchanged":
                         outcome[spec.name] = "updated"
                     continue
                 if fact is not None and fact.status == "missing" and previous["content_hash"]:
                     # keep what the file was: if it comes back unchanged nothing derived is stale
-                    values.update(content_hash=previous["content_hash"], sample_rate=previous["sample_rate"],
-                                  channels=previous["channels"], duration=previous["duration"])
-                content_changed = (fact is not None and fact.content_hash is not None
-                                   and previous["content_hash"] is not None
-                                   and fact.content_hash != previous["content_hash"])
+                    values.update(
+                        content_hash=previous["content_hash"],
+                        sample_rate=previous["sample_rate"],
+                        channels=previous["channels"],
+                        duration=previous["duration"],
+                    )
+                content_changed = (
+                    fact is not None
+                    and fact.content_hash is not None
+                    and previous["content_hash"] is not None
+                    and fact.content_hash != previous["content_hash"]
+                )
                 label_changed = previous["instrument_id"] != values["instrument_id"]
                 if content_changed or label_changed:
                     stale_ids.add(previous["id"])  # what was made from it is stale (below)
@@ -852,26 +1022,41 @@ def _write_batch(store: Store, corpus_id: int, batch: list[tuple[MultitrackSpec,
             # and so is what was made from them
             for previous in stored.values():
                 if previous["status_reason"] != NOT_IN_METADATA:
-                    conn.execute(sa.update(Track).where(Track.id == previous["id"])
-                                 .values(status_reason=NOT_IN_METADATA, stale=True))
+                    conn.execute(
+                        sa.update(Track)
+                        .where(Track.id == previous["id"])
+                        .values(status_reason=NOT_IN_METADATA, stale=True)
+                    )
                     stale_ids.add(previous["id"])
                     summary.stale_tracks += 1
                     outcome[spec.name] = "updated"
 
         _insert_rows(store, conn, Track, new_rows)
         summary.new_tracks += len(new_rows)
-        track_ids = {(mt, code): i for i, mt, code in s.execute(
-            sa.select(Track.id, Track.multitrack_id, Track.code)
-            .where(Track.multitrack_id.in_(mt_ids.values()), Track.code.not_like("import/%")))}
-        links = {(track_ids[(mt_ids[spec.name], a)], track_ids[(mt_ids[spec.name], b)])
-                 for spec in specs for a, b in spec.links}
+        track_ids = {
+            (mt, code): i
+            for i, mt, code in s.execute(
+                sa.select(Track.id, Track.multitrack_id, Track.code).where(
+                    Track.multitrack_id.in_(mt_ids.values()), Track.code.not_like("import/%")
+                )
+            )
+        }
+        links = {
+            (track_ids[(mt_ids[spec.name], a)], track_ids[(mt_ids[spec.name], b)])
+            for spec in specs
+            for a, b in spec.links
+        }
         for name in _write_links(store, s, list(mt_ids.values()), links, {v: k for k, v in mt_ids.items()}):
             if outcome[name] == "unchanged":
                 outcome[name] = "updated"
         if stamps:
-            stamp_rows = [{"track_id": track_ids[key], "file_size": size, "file_mtime_ns": mtime}
-                          for key, (size, mtime) in stamps.items()]
-            conn.execute(sa.delete(TrackFile).where(TrackFile.track_id.in_([r["track_id"] for r in stamp_rows])))
+            stamp_rows = [
+                {"track_id": track_ids[key], "file_size": size, "file_mtime_ns": mtime}
+                for key, (size, mtime) in stamps.items()
+            ]
+            conn.execute(
+                sa.delete(TrackFile).where(TrackFile.track_id.in_([r["track_id"] for r in stamp_rows]))
+            )
             _insert_rows(store, conn, TrackFile, stamp_rows)
         if stale_ids:
             segments_n, runs_n = mark_derived_stale(conn, stale_ids)
@@ -879,12 +1064,28 @@ def _write_batch(store: Store, corpus_id: int, batch: list[tuple[MultitrackSpec,
             summary.stale_runs += runs_n
 
     for spec in specs:
-        {"new": summary.new_multitracks, "updated": summary.updated_multitracks,
-         "unchanged": summary.unchanged_multitracks}[outcome[spec.name]].append(spec.name)
+        {
+            "new": summary.new_multitracks,
+            "updated": summary.updated_multitracks,
+            "unchanged": summary.unchanged_multitracks,
+        }[outcome[spec.name]].append(spec.name)
 
 
-_TRACK_COLUMNS = ("multitrack_id", "kind", "code", "instrument_id", "labels", "path", "content_hash",
-                  "sample_rate", "channels", "duration", "audio_status", "status_reason", "stale")
+_TRACK_COLUMNS = (
+    "multitrack_id",
+    "kind",
+    "code",
+    "instrument_id",
+    "labels",
+    "path",
+    "content_hash",
+    "sample_rate",
+    "channels",
+    "duration",
+    "audio_status",
+    "status_reason",
+    "stale",
+)
 
 
 def _insert_rows(store: Store, conn: sa.Connection, model, rows: list[dict]) -> None:
@@ -914,8 +1115,9 @@ def _insert_rows(store: Store, conn: sa.Connection, model, rows: list[dict]) -> 
 def _duckdb_column(column: sa.Column, values: list) -> pd.Series:
     """Values as a pandas column DuckDB reads with the right type (JSON as its text)."""
     if isinstance(column.type, JSONText):
-        return pd.Series([None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values],
-                         dtype=object)
+        return pd.Series(
+            [None if v is None else json.dumps(v, sort_keys=True, default=str) for v in values], dtype=object
+        )
     if isinstance(column.type, (sa.Integer, sa.BigInteger)):
         return pd.Series(values, dtype="Int64")
     if isinstance(column.type, sa.Float):
@@ -925,25 +1127,35 @@ def _duckdb_column(column: sa.Column, values: list) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def _write_links(store: Store, s, multitrack_ids: list[int], wanted: set[tuple[int, int]],
-                 names: dict[int, str]) -> set[str]:
+def _write_links(
+    store: Store, s, multitrack_ids: list[int], wanted: set[tuple[int, int]], names: dict[int, str]
+) -> set[str]:
     """Make the multitracks' raw→stem links exactly ``wanted``; returns the names of the
     multitracks whose links changed."""
-    have = {(a, b): mt for a, b, mt in s.execute(
-        sa.select(TrackLink.stem_track_id, TrackLink.raw_track_id, Track.multitrack_id)
-        .join(Track, Track.id == TrackLink.stem_track_id)
-        .where(Track.multitrack_id.in_(multitrack_ids), Track.code.not_like("import/%")))}
+    have = {
+        (a, b): mt
+        for a, b, mt in s.execute(
+            sa.select(TrackLink.stem_track_id, TrackLink.raw_track_id, Track.multitrack_id)
+            .join(Track, Track.id == TrackLink.stem_track_id)
+            .where(Track.multitrack_id.in_(multitrack_ids), Track.code.not_like("import/%"))
+        )
+    }
     gone = set(have) - wanted
     added = wanted - set(have)
     for stem_id, raw_id in gone:
-        s.connection().execute(sa.delete(TrackLink).where(TrackLink.stem_track_id == stem_id,
-                                             TrackLink.raw_track_id == raw_id))
-    _insert_rows(store, s.connection(), TrackLink,
-                 [{"stem_track_id": a, "raw_track_id": b} for a, b in sorted(added)])
+        s.connection().execute(
+            sa.delete(TrackLink).where(TrackLink.stem_track_id == stem_id, TrackLink.raw_track_id == raw_id)
+        )
+    _insert_rows(
+        store, s.connection(), TrackLink, [{"stem_track_id": a, "raw_track_id": b} for a, b in sorted(added)]
+    )
     changed = {have[key] for key in gone}
     if added:
-        stem_mt = dict(s.execute(sa.select(Track.id, Track.multitrack_id)
-                                 .where(Track.id.in_([a for a, _ in added]))).all())
+        stem_mt = dict(
+            s.execute(
+                sa.select(Track.id, Track.multitrack_id).where(Track.id.in_([a for a, _ in added]))
+            ).all()
+        )
         changed |= {stem_mt[a] for a, _ in added}
     return {names[mt] for mt in changed}
 
@@ -985,23 +1197,34 @@ def mark_derived_stale(conn: sa.Connection, track_ids: set[int]) -> tuple[int, i
     ids = sorted(int(i) for i in track_ids)
     stems_of_raws = sa.select(TrackLink.stem_track_id).where(TrackLink.raw_track_id.in_(ids))
     rows = conn.execute(
-        sa.select(Segment.id, Segment.pair, Track.multitrack_id).join(Track, Track.id == Segment.track_id)
-        .where(sa.or_(Segment.track_id.in_(ids), Segment.track_id.in_(stems_of_raws)))).all()
+        sa.select(Segment.id, Segment.pair, Track.multitrack_id)
+        .join(Track, Track.id == Segment.track_id)
+        .where(sa.or_(Segment.track_id.in_(ids), Segment.track_id.in_(stems_of_raws)))
+    ).all()
     segment_ids = {r.id for r in rows}
     pairs: dict[int, set[str]] = {}
     for r in rows:
         if r.pair is not None:
             pairs.setdefault(r.multitrack_id, set()).add(r.pair)
     for multitrack_id, names in pairs.items():
-        segment_ids |= set(conn.execute(
-            sa.select(Segment.id).join(Track, Track.id == Segment.track_id)
-            .where(Track.multitrack_id == multitrack_id, Segment.pair.in_(sorted(names)))).scalars())
+        segment_ids |= set(
+            conn.execute(
+                sa.select(Segment.id)
+                .join(Track, Track.id == Segment.track_id)
+                .where(Track.multitrack_id == multitrack_id, Segment.pair.in_(sorted(names)))
+            ).scalars()
+        )
     if not segment_ids:
         return 0, 0
-    new_segments = list(conn.execute(sa.select(Segment.id).where(
-        Segment.id.in_(sorted(segment_ids)), Segment.stale.is_(False))).scalars())
+    new_segments = list(
+        conn.execute(
+            sa.select(Segment.id).where(Segment.id.in_(sorted(segment_ids)), Segment.stale.is_(False))
+        ).scalars()
+    )
     run_ids = sa.select(RunSegment.run_id).where(RunSegment.segment_id.in_(sorted(segment_ids)))
-    new_runs = list(conn.execute(sa.select(Run.id).where(Run.id.in_(run_ids), Run.stale.is_(False))).scalars())
+    new_runs = list(
+        conn.execute(sa.select(Run.id).where(Run.id.in_(run_ids), Run.stale.is_(False))).scalars()
+    )
     if new_segments:
         conn.execute(sa.update(Segment).where(Segment.id.in_(new_segments)).values(stale=True))
     if new_runs:
@@ -1027,17 +1250,22 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
                 JOIN corpora c ON c.id = m.corpus_id
                 WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%'"""
     out = {
-        "instruments": store.read_sql("SELECT * FROM corpus_status ORDER BY group_name NULLS LAST, instrument"),
+        "instruments": store.read_sql(
+            "SELECT * FROM corpus_status ORDER BY group_name NULLS LAST, instrument"
+        ),
         "audio": store.read_sql(
             f"SELECT t.kind, t.audio_status, COUNT(*) AS tracks {corpus} "
-            "GROUP BY t.kind, t.audio_status ORDER BY t.kind, t.audio_status"),
+            "GROUP BY t.kind, t.audio_status ORDER BY t.kind, t.audio_status"
+        ),
         "problems": store.read_sql(
             f"""SELECT m.name AS multitrack, t.kind, t.code, t.path, t.audio_status, t.status_reason
-                {corpus} AND t.audio_status <> 'present' ORDER BY t.audio_status DESC, m.name, t.kind, t.code"""),
+                {corpus} AND t.audio_status <> 'present' ORDER BY t.audio_status DESC, m.name, t.kind, t.code"""
+        ),
         "stale": store.read_sql(
             """SELECT 'tracks' AS item, COUNT(*) AS stale FROM tracks WHERE stale
                UNION ALL SELECT 'segments', COUNT(*) FROM segments WHERE stale
-               UNION ALL SELECT 'runs', COUNT(*) FROM runs WHERE stale"""),
+               UNION ALL SELECT 'runs', COUNT(*) FROM runs WHERE stale"""
+        ),
     }
     # per group: distinct multitracks and (multitrack, instrument) stem pairs, which do not add
     # up over the per-instrument rows
@@ -1050,27 +1278,42 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
            FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
            JOIN corpora c ON c.id = m.corpus_id
            JOIN group_labels g ON g.instrument_id = t.instrument_id
-           WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%' AND t.kind IN ('stem', 'raw')""")
-    stems = members[members["kind"] == "stem"].drop_duplicates(["group_name", "multitrack_id", "instrument_id"])
-    groups = pd.DataFrame({
-        "multitracks": members.groupby("group_name")["multitrack_id"].nunique(),
-        "stems": stems.groupby("group_name").size(),
-        "raw_tracks": members[members["kind"] == "raw"].groupby("group_name").size(),
-        "to_segment": out["instruments"].groupby("group_name")["to_segment"].sum(),
-    })
+           WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%' AND t.kind IN ('stem', 'raw')"""
+    )
+    stems = members[members["kind"] == "stem"].drop_duplicates(
+        ["group_name", "multitrack_id", "instrument_id"]
+    )
+    groups = pd.DataFrame(
+        {
+            "multitracks": members.groupby("group_name")["multitrack_id"].nunique(),
+            "stems": stems.groupby("group_name").size(),
+            "raw_tracks": members[members["kind"] == "raw"].groupby("group_name").size(),
+            "to_segment": out["instruments"].groupby("group_name")["to_segment"].sum(),
+        }
+    )
     out["groups"] = groups.fillna(0).astype("int64").rename_axis("group_name").reset_index()
     to_segment = out["instruments"].dropna(subset=["group_name"]).drop_duplicates("instrument")
     segments = store.read_sql(
         """SELECT SUM(CASE WHEN status = 'pending' AND NOT stale THEN 1 ELSE 0 END) AS to_extract,
-                  SUM(CASE WHEN stale THEN 1 ELSE 0 END) AS stale FROM segments""").fillna(0)
+                  SUM(CASE WHEN stale THEN 1 ELSE 0 END) AS stale FROM segments"""
+    ).fillna(0)
     from .extraction import count_outdated  # the extractor's version decides what is outdated
 
-    out["pending"] = pd.DataFrame({
-        "work": ["stem pairs to segment (instruments of a group)", "segments to extract",
-                 "outdated segments to re-extract (older extractor version)", "stale segments to redo"],
-        "count": [int(to_segment["to_segment"].sum()), int(segments["to_extract"][0]),
-                  count_outdated(store), int(segments["stale"][0])],
-    })
+    out["pending"] = pd.DataFrame(
+        {
+            "work": [
+                "stem pairs to segment (instruments of a group)",
+                "segments to extract",
+                "outdated segments to re-extract (older extractor version)",
+                "stale segments to redo",
+            ],
+            "count": [
+                int(to_segment["to_segment"].sum()),
+                int(segments["to_extract"][0]),
+                count_outdated(store),
+                int(segments["stale"][0]),
+            ],
+        }
+    )
     out["stale"]["stale"] = out["stale"]["stale"].astype("int64")
     return out
-

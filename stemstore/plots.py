@@ -41,8 +41,9 @@ def _save(figure: Figure, path) -> None:
         figure.savefig(path, dpi=150)
 
 
-def plot_importance(importances_mean, importances_std, names=None, top: int = 50,
-                    ax=None, path=None, title: str | None = None) -> Figure:
+def plot_importance(
+    importances_mean, importances_std, names=None, top: int = 50, ax=None, path=None, title: str | None = None
+) -> Figure:
     """Fig. 2: mean permutation importance of the ``top`` most important features.
 
     Parameters
@@ -69,8 +70,7 @@ def plot_importance(importances_mean, importances_std, names=None, top: int = 50
     # Horizontal bars keep long Essentia names (lowLevel.barkbands.max.2) readable.
     figure, ax = _new_or_given_axes(ax, figsize=(8, 0.22 * len(order) + 1.5))
     positions = np.arange(len(order))
-    ax.barh(positions, mean[order], xerr=std[order], color="tab:blue", ecolor="0.3",
-            capsize=2, height=0.7)
+    ax.barh(positions, mean[order], xerr=std[order], color="tab:blue", ecolor="0.3", capsize=2, height=0.7)
     ax.set_yticks(positions, names[order], fontsize=7)
     ax.invert_yaxis()  # most important on top
     ax.axvline(0.0, color="0.5", linewidth=0.8)
@@ -90,9 +90,15 @@ def _mean_and_std(errors):
     return np.asarray(errors, dtype=float), None
 
 
-def plot_oob_curves(interp_errors, pred_errors, n_selected_interp: int | None = None,
-                    pred_labels: Sequence[str] | None = None, ax=None, path=None,
-                    title: str | None = None) -> Figure:
+def plot_oob_curves(
+    interp_errors,
+    pred_errors,
+    n_selected_interp: int | None = None,
+    pred_labels: Sequence[str] | None = None,
+    ax=None,
+    path=None,
+    title: str | None = None,
+) -> Figure:
     """Fig. 3: OOB error of the nested (interpretation) and ascending (prediction) models.
 
     Parameters
@@ -116,21 +122,35 @@ def plot_oob_curves(interp_errors, pred_errors, n_selected_interp: int | None = 
     nested_x = np.arange(1, interp_mean.size + 1)
     ax.plot(nested_x, interp_mean, color="tab:blue", marker=".", label="nested models (interpretation)")
     if interp_std is not None:
-        ax.fill_between(nested_x, interp_mean - interp_std, interp_mean + interp_std,
-                        color="tab:blue", alpha=0.2, label="nested: ± 1 sd")
+        ax.fill_between(
+            nested_x,
+            interp_mean - interp_std,
+            interp_mean + interp_std,
+            color="tab:blue",
+            alpha=0.2,
+            label="nested: ± 1 sd",
+        )
 
     steps = np.arange(1, pred_mean.size + 1)
     ax.plot(steps, pred_mean, color="tab:orange", linestyle="--", label="ascending models (prediction)")
     kept = None
     if isinstance(pred_errors, Mapping) or hasattr(pred_errors, "columns"):
-        has_kept = ("kept" in pred_errors) if isinstance(pred_errors, Mapping) else ("kept" in pred_errors.columns)
+        has_kept = (
+            ("kept" in pred_errors) if isinstance(pred_errors, Mapping) else ("kept" in pred_errors.columns)
+        )
         kept = np.asarray(pred_errors["kept"], dtype=bool) if has_kept else None
     if kept is None:
         ax.scatter(steps, pred_mean, color="tab:orange", zorder=3)
     else:
         ax.scatter(steps[kept], pred_mean[kept], color="tab:orange", zorder=3, label="feature kept")
-        ax.scatter(steps[~kept], pred_mean[~kept], facecolors="none", edgecolors="tab:orange",
-                   zorder=3, label="feature rejected")
+        ax.scatter(
+            steps[~kept],
+            pred_mean[~kept],
+            facecolors="none",
+            edgecolors="tab:orange",
+            zorder=3,
+            label="feature rejected",
+        )
     if pred_std is not None:
         ax.errorbar(steps, pred_mean, yerr=pred_std, fmt="none", ecolor="tab:orange", alpha=0.5)
     if n_selected_interp is not None:
@@ -152,8 +172,9 @@ RAW_COLOUR = "#1f77b4"
 STEM_COLOUR = "#d62728"
 
 
-def plot_pca(raw_values, stem_values, feature_names: Sequence[str], ax=None, path=None,
-             title: str | None = None) -> Figure:
+def plot_pca(
+    raw_values, stem_values, feature_names: Sequence[str], ax=None, path=None, title: str | None = None
+) -> Figure:
     """Fig. 4: raw and stem f_pred vectors projected by PCA to two dimensions, two colours.
 
     ``raw_values`` and ``stem_values`` are (n, n_features) arrays or DataFrames (the columns named
@@ -190,10 +211,17 @@ def plot_pca(raw_values, stem_values, feature_names: Sequence[str], ax=None, pat
         ax.set_xlabel(f"PC 1 ({explained[0]:.1f}% of variance)")
         ax.set_ylabel(f"PC 2 ({explained[1]:.1f}% of variance)")
         default_title = f"PCA of {len(feature_names)} f_pred features, raw vs stem"
-    raw_2d, stem_2d = points[: len(raw)], points[len(raw):]
+    raw_2d, stem_2d = points[: len(raw)], points[len(raw) :]
     ax.scatter(raw_2d[:, 0], raw_2d[:, 1], s=18, alpha=0.7, color=RAW_COLOUR, label=f"raw (n={len(raw)})")
-    ax.scatter(stem_2d[:, 0], stem_2d[:, 1], s=18, alpha=0.7, color=STEM_COLOUR, marker="^",
-               label=f"stem (n={len(stem)})")
+    ax.scatter(
+        stem_2d[:, 0],
+        stem_2d[:, 1],
+        s=18,
+        alpha=0.7,
+        color=STEM_COLOUR,
+        marker="^",
+        label=f"stem (n={len(stem)})",
+    )
     ax.set_title(title or default_title)
     ax.legend()
     ax.grid(True, alpha=0.3)

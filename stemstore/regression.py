@@ -28,7 +28,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -189,8 +190,7 @@ def pairs_to_xy(df: pd.DataFrame, features: Sequence[str] | None = None) -> Pair
     if len(incomplete):
         described = [f"{p} (raw={r.raw}, stem={r.stem})" for p, r in incomplete.head(10).iterrows()]
         raise ValueError(
-            f"{len(incomplete)} pair(s) do not have exactly one raw and one stem row: "
-            + "; ".join(described)
+            f"{len(incomplete)} pair(s) do not have exactly one raw and one stem row: " + "; ".join(described)
         )
 
     raw = df[roles == "raw"].set_index(pair_ids[roles == "raw"]).sort_index()
@@ -201,8 +201,10 @@ def pairs_to_xy(df: pd.DataFrame, features: Sequence[str] | None = None) -> Pair
         bad = ~np.isfinite(values)
         if bad.any():
             rows, cols = np.nonzero(bad)
-            described = [f"{side.index[r]} ({side['role'].iloc[r]}): {features[c]}"
-                         for r, c in zip(rows[:10], cols[:10])]
+            described = [
+                f"{side.index[r]} ({side['role'].iloc[r]}): {features[c]}"
+                for r, c in zip(rows[:10], cols[:10])
+            ]
             raise ValueError(
                 f"{bad.sum()} missing (NaN) or non-numeric/infinite feature value(s) in "
                 f"{len(set(rows))} row(s), e.g. " + "; ".join(described)
@@ -497,7 +499,7 @@ def fit_tuned_models(
             warnings.filterwarnings("ignore", category=UserWarning, module="sklearn.svm")
             search.fit(X_train, Y_train, groups=groups)
         fitted[name] = search.best_estimator_
-        best = {k[len(prefix):]: json_safe(v) for k, v in search.best_params_.items()}
+        best = {k[len(prefix) :]: json_safe(v) for k, v in search.best_params_.items()}
         if name == "rf":
             best["random_state"] = seed
         hyper[name] = best
@@ -511,7 +513,7 @@ def fit_tuned_models(
             "best_mape_sd": float(results["std_test_score"][search.best_index_]),
             "candidates": [
                 {
-                    "params": {k[len(prefix):]: json_safe(v) for k, v in p.items()},
+                    "params": {k[len(prefix) :]: json_safe(v) for k, v in p.items()},
                     "mape": float(-m),
                     "mape_sd": float(s),
                 }
@@ -591,7 +593,7 @@ class AveragingRegressor(RegressorMixin, BaseEstimator):
         return self
 
     @classmethod
-    def from_fitted(cls, estimators: Sequence[tuple[str, BaseEstimator]]) -> "AveragingRegressor":
+    def from_fitted(cls, estimators: Sequence[tuple[str, BaseEstimator]]) -> AveragingRegressor:
         """An AveragingRegressor over estimators that are already fitted (not refitted).
 
         Parameters
@@ -874,16 +876,20 @@ class RegressionResult:
         }
 
 
-def _long_predictions(data: PairedData, test: np.ndarray, y_pred: np.ndarray, features: list[str]) -> pd.DataFrame:
+def _long_predictions(
+    data: PairedData, test: np.ndarray, y_pred: np.ndarray, features: list[str]
+) -> pd.DataFrame:
     n_test, n_features = len(test), len(features)
-    return pd.DataFrame({
-        "pair": np.repeat(data.pairs[test], n_features),
-        "multitrack": np.repeat(data.multitracks[test], n_features),
-        "feature": np.tile(features, n_test),
-        "raw": data.X[test].ravel(),
-        "stem": data.Y[test].ravel(),
-        "predicted": y_pred.ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "pair": np.repeat(data.pairs[test], n_features),
+            "multitrack": np.repeat(data.multitracks[test], n_features),
+            "feature": np.tile(features, n_test),
+            "raw": data.X[test].ravel(),
+            "stem": data.Y[test].ravel(),
+            "predicted": y_pred.ravel(),
+        }
+    )
 
 
 def run_regression(
@@ -924,8 +930,10 @@ def run_regression(
 
     train, test, split_source = split_train_test(data.multitracks, data.split, test_fraction, seed)
     if split_source == "grouped-shuffle" and any(s is not None for s in data.split):
-        notes.append("stored split incomplete (not every pair is train/test, or one side empty); "
-                     "made a new grouped split")
+        notes.append(
+            "stored split incomplete (not every pair is train/test, or one side empty); "
+            "made a new grouped split"
+        )
 
     removed: list[str] = []
     if outliers == "3sigma":
@@ -1055,26 +1063,28 @@ def predict_stem(
 
 #: Types a saved stemstore model may contain beyond what skops trusts by default. Loading
 #: refuses anything else, so a tampered file cannot make us import arbitrary code.
-TRUSTED_MODEL_TYPES = frozenset({
-    "stemstore.regression.AveragingRegressor",
-    "sklearn.compose._target.TransformedTargetRegressor",
-    "sklearn.pipeline.Pipeline",
-    "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.multioutput.MultiOutputRegressor",
-    "sklearn.svm._classes.SVR",
-    "sklearn.ensemble._forest.RandomForestRegressor",
-    "sklearn.tree._classes.DecisionTreeRegressor",
-    "sklearn.tree._tree.Tree",
-    "sklearn.neighbors._regression.KNeighborsRegressor",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    # KNN's Minkowski metric family: p=2, p=1, other p.
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.metrics._dist_metrics.ManhattanDistance64",
-    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-    "sklearn.cross_decomposition._pls.PLSRegression",
-    "sklearn.linear_model._base.LinearRegression",
-})
+TRUSTED_MODEL_TYPES = frozenset(
+    {
+        "stemstore.regression.AveragingRegressor",
+        "sklearn.compose._target.TransformedTargetRegressor",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.multioutput.MultiOutputRegressor",
+        "sklearn.svm._classes.SVR",
+        "sklearn.ensemble._forest.RandomForestRegressor",
+        "sklearn.tree._classes.DecisionTreeRegressor",
+        "sklearn.tree._tree.Tree",
+        "sklearn.neighbors._regression.KNeighborsRegressor",
+        "sklearn.neighbors._kd_tree.KDTree",
+        "sklearn.neighbors._ball_tree.BallTree",
+        # KNN's Minkowski metric family: p=2, p=1, other p.
+        "sklearn.metrics._dist_metrics.EuclideanDistance64",
+        "sklearn.metrics._dist_metrics.ManhattanDistance64",
+        "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+        "sklearn.cross_decomposition._pls.PLSRegression",
+        "sklearn.linear_model._base.LinearRegression",
+    }
+)
 
 
 def save_model(model: BaseEstimator, path: str | Path) -> Path:
@@ -1108,7 +1118,9 @@ def model_from_bytes(data: bytes) -> BaseEstimator:
     untrusted = sio.get_untrusted_types(data=data)
     unexpected = sorted(t for t in untrusted if t not in TRUSTED_MODEL_TYPES)
     if unexpected:
-        raise ValueError(f"refusing to load a stored model: it contains unexpected type(s) {', '.join(unexpected)}")
+        raise ValueError(
+            f"refusing to load a stored model: it contains unexpected type(s) {', '.join(unexpected)}"
+        )
     return sio.loads(data, trusted=list(untrusted))
 
 

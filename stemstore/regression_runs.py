@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,8 @@ def selection_fpred(store: Store, group: str, selection_run: int | None = None) 
         if selection_run is None:
             raise StemstoreError(
                 f"group {group!r} has no finished selection run to take f_pred from: run "
-                "'stemstore select' first, or give the features with --features a,b,...")
+                "'stemstore select' first, or give the features with --features a,b,..."
+            )
     else:
         run = store.read_sql("SELECT kind, status, group_name FROM runs WHERE id = :r", {"r": selection_run})
         if run.empty:
@@ -68,7 +69,8 @@ def selection_fpred(store: Store, group: str, selection_run: int | None = None) 
     names = store.read_sql(
         "SELECT f.name FROM selection_features sf JOIN features f ON f.id = sf.feature_id "
         "WHERE sf.run_id = :r AND sf.in_fpred ORDER BY sf.pred_order, f.position",
-        {"r": selection_run})["name"].tolist()
+        {"r": selection_run},
+    )["name"].tolist()
     if not names:
         raise StemstoreError(f"selection run {selection_run} has an empty f_pred")
     return selection_run, names
@@ -80,7 +82,9 @@ def latest_regression_run(store: Store, group: str) -> int:
     # stale runs count here, as in table6/table7's is_latest (selection_fpred leaves them out)
     found = store.latest_run(RUN_KIND, group, current_only=False)
     if found is None:
-        raise StemstoreError(f"group {group!r} has no finished regression run: run 'stemstore regress --group {group}'")
+        raise StemstoreError(
+            f"group {group!r} has no finished regression run: run 'stemstore regress --group {group}'"
+        )
     return found
 
 
@@ -115,7 +119,8 @@ def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataF
         raise StemstoreError(
             f"{int(missing.any(axis=1).sum())} of the group's {len(frame)} paired segments lack "
             f"values of: {', '.join(worst[:5])}; e.g. {example['multitrack']} pair {example['pair']} "
-            f"({example['role']}). Extract them, or leave those features out with --features")
+            f"({example['role']}). Extract them, or leave those features out with --features"
+        )
     values, replaced = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
     frame[features] = values
     frame.attrs["non_finite_replaced"] = replaced
@@ -150,8 +155,10 @@ def regress(
     if not 0.0 < test_fraction < 1.0:
         raise StemstoreError(f"the test fraction must be between 0 and 1, got {test_fraction}")
     if preset == "paper" and group not in rg.PAPER_HYPERPARAMETERS:
-        raise StemstoreError(f"the paper preset has hyperparameters only for groups "
-                             f"{', '.join(rg.PAPER_HYPERPARAMETERS)}; use --preset tuned for {group!r}")
+        raise StemstoreError(
+            f"the paper preset has hyperparameters only for groups "
+            f"{', '.join(rg.PAPER_HYPERPARAMETERS)}; use --preset tuned for {group!r}"
+        )
     if features:
         features = list(dict.fromkeys(features))
         store.feature_ids(features)  # unknown names: a clear error
@@ -161,16 +168,32 @@ def regress(
         selection_run, features = selection_fpred(store, group, selection_run)
 
     frame = paired_matrix(store, group, features)
-    params = {"group": group, "preset": preset, "outliers": outliers, "test_fraction": test_fraction,
-              "seed": seed, "ensemble_threshold": ensemble_threshold, "features": features,
-              "selection_run": selection_run, "grids": rg.json_safe(dict(grids)) if grids else None}
+    params = {
+        "group": group,
+        "preset": preset,
+        "outliers": outliers,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "ensemble_threshold": ensemble_threshold,
+        "features": features,
+        "selection_run": selection_run,
+        "grids": rg.json_safe(dict(grids)) if grids else None,
+    }
     # also on Ctrl-C the run says it failed, and nothing partial is kept
     with store.run(RUN_KIND, group=group, params=params, seed=seed, failure_message=_failure_message) as run:
         try:
             result = rg.run_regression(
-                frame.reset_index(drop=True), features, group, preset=preset, outliers=outliers,
-                test_fraction=test_fraction, seed=seed, n_jobs=n_jobs, grids=grids,
-                ensemble_threshold=ensemble_threshold)
+                frame.reset_index(drop=True),
+                features,
+                group,
+                preset=preset,
+                outliers=outliers,
+                test_fraction=test_fraction,
+                seed=seed,
+                n_jobs=n_jobs,
+                grids=grids,
+                ensemble_threshold=ensemble_threshold,
+            )
         except ValueError as exc:
             raise StemstoreError(f"group {group}: {exc}") from exc
         _write_results(store, run.id, frame, result, params)
@@ -183,54 +206,103 @@ def _failure_message(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _write_results(store: Store, run_id: int, frame: pd.DataFrame, result: rg.RegressionResult,
-                   params: dict) -> None:
+def _write_results(
+    store: Store, run_id: int, frame: pd.DataFrame, result: rg.RegressionResult, params: dict
+) -> None:
     """Everything the run produced, and its status 'done', in one transaction."""
     feature_id = dict(zip(result.features, store.feature_ids(result.features).tolist()))
 
     # The snapshot: every paired segment used, with its side of the split.
-    split_of = {**{p: "train" for p in result.train_pairs}, **{p: "test" for p in result.test_pairs},
-                **{p: "train" for p in result.removed_outlier_pairs}}
+    split_of = {
+        **{p: "train" for p in result.train_pairs},
+        **{p: "test" for p in result.test_pairs},
+        **{p: "train" for p in result.removed_outlier_pairs},
+    }
     outliers = set(result.removed_outlier_pairs)
     pairs = frame["pair"].astype(str)
-    snapshot = pd.DataFrame({
-        "run_id": run_id,
-        "segment_id": frame.index.to_numpy(dtype=np.int64),
-        "split": pairs.map(split_of).to_numpy(dtype=object),
-        "excluded": np.where(pairs.isin(outliers), "outlier", None).astype(object),
-    })
+    snapshot = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "segment_id": frame.index.to_numpy(dtype=np.int64),
+            "split": pairs.map(split_of).to_numpy(dtype=object),
+            "excluded": np.where(pairs.isin(outliers), "outlier", None).astype(object),
+        }
+    )
 
-    predictions = pd.concat([
-        pd.DataFrame({"run_id": run_id, "model": name, "pair": m.predictions["pair"].astype(str),
-                      "feature_id": m.predictions["feature"].map(feature_id).astype(np.int64),
-                      "y_true": m.predictions["stem"], "y_pred": m.predictions["predicted"]})
-        for name, m in result.models.items()], ignore_index=True)
+    predictions = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "run_id": run_id,
+                    "model": name,
+                    "pair": m.predictions["pair"].astype(str),
+                    "feature_id": m.predictions["feature"].map(feature_id).astype(np.int64),
+                    "y_true": m.predictions["stem"],
+                    "y_pred": m.predictions["predicted"],
+                }
+            )
+            for name, m in result.models.items()
+        ],
+        ignore_index=True,
+    )
 
     position = {name: i for i, name in enumerate(result.features, start=1)}  # f_pred order
-    metrics = [{"run_id": run_id, "model": row.model, "feature_id": feature_id[row.feature],
-                "position": position[row.feature], "mape": float(row.mape), "mae": float(row.mae),
-                "n_zero_targets": int(row.n_zero_targets)}
-               for row in result.metrics_table().itertuples(index=False)]
+    metrics = [
+        {
+            "run_id": run_id,
+            "model": row.model,
+            "feature_id": feature_id[row.feature],
+            "position": position[row.feature],
+            "mape": float(row.mape),
+            "mae": float(row.mae),
+            "n_zero_targets": int(row.n_zero_targets),
+        }
+        for row in result.metrics_table().itertuples(index=False)
+    ]
 
-    models = [{"run_id": run_id, "model": name, "hyperparams": m.hyperparameters, "cv_scores": m.cv,
-               "artifact": rg.model_to_bytes(m.estimator)} for name, m in result.models.items()]
+    models = [
+        {
+            "run_id": run_id,
+            "model": name,
+            "hyperparams": m.hyperparameters,
+            "cv_scores": m.cv,
+            "artifact": rg.model_to_bytes(m.estimator),
+        }
+        for name, m in result.models.items()
+    ]
     ensemble = result.ensemble
     if ensemble.is_average:
-        models.append({"run_id": run_id, "model": ENSEMBLE_MODEL,
-                       "hyperparams": {"models": list(ensemble.models)}, "cv_scores": None,
-                       "artifact": rg.model_to_bytes(result.best_estimator)})
-    candidates = [{"run_id": run_id, "candidate": "+".join(row.models), "models": list(row.models),
-                   "kept_features": list(ensemble.kept_features), "a_mape": float(row.a_mape),
-                   "is_best": i == 0}
-                  for i, row in enumerate(ensemble.candidates.itertuples(index=False))]
+        models.append(
+            {
+                "run_id": run_id,
+                "model": ENSEMBLE_MODEL,
+                "hyperparams": {"models": list(ensemble.models)},
+                "cv_scores": None,
+                "artifact": rg.model_to_bytes(result.best_estimator),
+            }
+        )
+    candidates = [
+        {
+            "run_id": run_id,
+            "candidate": "+".join(row.models),
+            "models": list(row.models),
+            "kept_features": list(ensemble.kept_features),
+            "a_mape": float(row.a_mape),
+            "is_best": i == 0,
+        }
+        for i, row in enumerate(ensemble.candidates.itertuples(index=False))
+    ]
 
-    counts = {"pairs": len(result.train_pairs) + len(result.test_pairs) + len(result.removed_outlier_pairs),
-              "train_pairs": len(result.train_pairs), "test_pairs": len(result.test_pairs),
-              "outlier_pairs": len(result.removed_outlier_pairs),
-              "non_finite_replaced": int(frame.attrs.get("non_finite_replaced", 0)),
-              "best": "+".join(ensemble.models) or None,
-              "a_mape": ensemble.a_mape if ensemble.models else None,
-              "warnings": list(result.warnings)}
+    counts = {
+        "pairs": len(result.train_pairs) + len(result.test_pairs) + len(result.removed_outlier_pairs),
+        "train_pairs": len(result.train_pairs),
+        "test_pairs": len(result.test_pairs),
+        "outlier_pairs": len(result.removed_outlier_pairs),
+        "non_finite_replaced": int(frame.attrs.get("non_finite_replaced", 0)),
+        "best": "+".join(ensemble.models) or None,
+        "a_mape": ensemble.a_mape if ensemble.models else None,
+        "warnings": list(result.warnings),
+    }
 
     with store.session() as s:
         conn = s.connection()
@@ -267,8 +339,10 @@ class RegressionSummary:
 
     def describe(self) -> str:
         counts = self.counts
-        text = (f"regression run {self.run_id} ({self.group}, {self.preset}): {counts['train_pairs']} training "
-                f"and {counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
+        text = (
+            f"regression run {self.run_id} ({self.group}, {self.preset}): {counts['train_pairs']} training "
+            f"and {counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; "
+        )
         if self.best:
             return text + f"best {self.best} with a-mape {counts['a_mape']:.4g}"
         return text + f"no target feature has a best mape within {self.threshold}: no model chosen"
@@ -281,8 +355,13 @@ def regression_summary(store: Store, run_id: int) -> RegressionSummary:
         if run is None or run.kind != RUN_KIND:
             raise StemstoreError(f"run {run_id} is not a regression run")
         params = run.params or {}
-        return RegressionSummary(run_id=run_id, group=run.group_name, preset=params.get("preset"),
-                                 threshold=params.get("ensemble_threshold"), counts=dict(run.counts or {}))
+        return RegressionSummary(
+            run_id=run_id,
+            group=run.group_name,
+            preset=params.get("preset"),
+            threshold=params.get("ensemble_threshold"),
+            counts=dict(run.counts or {}),
+        )
 
 
 @dataclass
@@ -302,15 +381,18 @@ def best_model(store: Store, run_id: int) -> StoredModel:
     features = run_features(store, run_id)
     best = store.read_sql(
         "SELECT candidate, models, a_mape FROM regression_ensembles WHERE run_id = :r AND is_best",
-        {"r": run_id})
+        {"r": run_id},
+    )
     if best.empty:
         raise StemstoreError(
             f"regression run {run_id} chose no model: no target feature was predicted within the "
-            "ensemble threshold (see 'stemstore report table6')")
+            "ensemble threshold (see 'stemstore report table6')"
+        )
     models = _json_list(best["models"].iloc[0])
     name = models[0] if len(models) == 1 else ENSEMBLE_MODEL
-    artifact = store.read_sql("SELECT artifact FROM regression_models WHERE run_id = :r AND model = :m",
-                              {"r": run_id, "m": name})
+    artifact = store.read_sql(
+        "SELECT artifact FROM regression_models WHERE run_id = :r AND model = :m", {"r": run_id, "m": name}
+    )
     if artifact.empty or artifact["artifact"].iloc[0] is None:
         raise StemstoreError(f"regression run {run_id} has no stored model {name!r}")
     try:
@@ -333,7 +415,9 @@ def segment_seconds(store: Store, run_id: int) -> float:
 
     durations = store.read_sql(
         "SELECT s.duration FROM run_segments rs JOIN segments s ON s.id = rs.segment_id "
-        "WHERE rs.run_id = :r AND s.duration IS NOT NULL AND s.duration > 0", {"r": run_id})
+        "WHERE rs.run_id = :r AND s.duration IS NOT NULL AND s.duration > 0",
+        {"r": run_id},
+    )
     return float(durations["duration"].median()) if len(durations) else SEGMENT_SECONDS
 
 
@@ -355,7 +439,9 @@ def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
     catalog_names = set(store.features["name"])
     not_catalog = [f for f in stored.features if f not in catalog_names]
     if not_catalog:
-        raise StemstoreError(f"run {run_id}'s features are not all catalog features: {', '.join(not_catalog)}")
+        raise StemstoreError(
+            f"run {run_id}'s features are not all catalog features: {', '.join(not_catalog)}"
+        )
 
     try:
         audio = load_mono(audio_path)
@@ -366,11 +452,13 @@ def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
     notes = []
     if audio.size >= window:
         start = highest_energy_window(audio, window)
-        segment = audio[start:start + window]
+        segment = audio[start : start + window]
     else:
         start, segment = 0, audio
-        notes.append(f"the recording ({audio.size / SAMPLE_RATE:.2f} s) is shorter than the "
-                     f"{seconds:g} s window: analysed whole, so length-dependent features may be off")
+        notes.append(
+            f"the recording ({audio.size / SAMPLE_RATE:.2f} s) is shorter than the "
+            f"{seconds:g} s window: analysed whole, so length-dependent features may be off"
+        )
     if is_silent(segment):
         raise StemstoreError(f"{audio_path}: the analysed window is silent; nothing to predict from")
     try:
@@ -384,13 +472,22 @@ def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
     raw = np.array([by_name[f] for f in stored.features], dtype=float)
     bad = [f for f, v in zip(stored.features, raw) if not np.isfinite(v)]
     if bad:
-        raise StemstoreError(f"{audio_path}: Essentia gives no finite value of {', '.join(bad)} "
-                             "for this recording; cannot predict")
+        raise StemstoreError(
+            f"{audio_path}: Essentia gives no finite value of {', '.join(bad)} "
+            "for this recording; cannot predict"
+        )
     predicted = rg.predict_stem(stored.estimator, raw)
     out = pd.DataFrame({"feature": stored.features, "raw": raw, "predicted_stem": predicted})
-    out.attrs.update({"run_id": run_id, "model": "+".join(stored.models), "a_mape": stored.a_mape,
-                      "window_start_s": start / SAMPLE_RATE, "window_s": min(seconds, audio.size / SAMPLE_RATE),
-                      "notes": notes})
+    out.attrs.update(
+        {
+            "run_id": run_id,
+            "model": "+".join(stored.models),
+            "a_mape": stored.a_mape,
+            "window_start_s": start / SAMPLE_RATE,
+            "window_s": min(seconds, audio.size / SAMPLE_RATE),
+            "notes": notes,
+        }
+    )
     return out
 
 
@@ -407,8 +504,10 @@ def pca_features(store: Store, group: str) -> tuple[str, list[str]]:
     try:
         run_id, names = selection_fpred(store, group)
     except StemstoreError:
-        raise StemstoreError(f"group {group!r} has no regression or selection run to take the "
-                             "features from: run 'stemstore regress' or 'stemstore select' first") from None
+        raise StemstoreError(
+            f"group {group!r} has no regression or selection run to take the "
+            "features from: run 'stemstore regress' or 'stemstore select' first"
+        ) from None
     return f"selection run {run_id}", names
 
 

@@ -16,15 +16,35 @@ from .store import Store
 from .views import report_order, view_names
 
 #: Statement types that only read. Anything else, anywhere in the tree, is refused.
-_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, exp.Alter,
-           exp.Command, exp.Copy, exp.Set, exp.TruncateTable, exp.Transaction, exp.Commit,
-           exp.Rollback, exp.Use, exp.Pragma, exp.Attach, exp.Detach, exp.Grant)
+_WRITES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Command,
+    exp.Copy,
+    exp.Set,
+    exp.TruncateTable,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Use,
+    exp.Pragma,
+    exp.Attach,
+    exp.Detach,
+    exp.Grant,
+)
 
 
 def check_read_only(sql: str, dialect: str) -> None:
     """Refuse anything but one reading statement, by parsing it (not by matching strings)."""
     try:
-        statements = [s for s in sqlglot.parse(sql, read="postgres" if dialect == "postgresql" else dialect) if s]
+        statements = [
+            s for s in sqlglot.parse(sql, read="postgres" if dialect == "postgresql" else dialect) if s
+        ]
     except sqlglot.errors.ParseError as exc:
         first = str(exc).splitlines()[0]
         raise StemstoreError(f"cannot parse the query: {first}") from exc
@@ -59,8 +79,14 @@ def report_names() -> list[str]:
     return view_names()
 
 
-def report(store: Store, name: str, *, groups: list[str] | None = None,
-           instruments: list[str] | None = None, run_id: int | None = None) -> pd.DataFrame:
+def report(
+    store: Store,
+    name: str,
+    *,
+    groups: list[str] | None = None,
+    instruments: list[str] | None = None,
+    run_id: int | None = None,
+) -> pd.DataFrame:
     """Rows of view ``name`` for the given groups and/or instruments (all rows if neither).
 
     Views of run results have a ``run_id`` column and an ``is_latest`` flag: by default a

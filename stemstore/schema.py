@@ -232,7 +232,9 @@ class Run(Base):
 
     __tablename__ = "runs"
     id: Mapped[int] = _id("runs_id_seq")
-    kind: Mapped[str] = mapped_column(sa.Text)  # import | ingest | segment | extraction | selection | regression
+    kind: Mapped[str] = mapped_column(
+        sa.Text
+    )  # import | ingest | segment | extraction | selection | regression
     status: Mapped[str] = mapped_column(sa.Text, default="running")  # running | done | failed
     group_name: Mapped[str | None] = mapped_column(sa.Text)
     params: Mapped[dict | None] = mapped_column(JSONText)

@@ -39,14 +39,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .audio import (SAMPLE_RATE, AudioError, is_silent, load_mono, preprocess, window_energy,
-                    window_energies)
+from .audio import SAMPLE_RATE, AudioError, is_silent, load_mono, preprocess, window_energy, window_energies
 from .errors import StemstoreError
 from .schema import utcnow
 from .store import Store, describe_error
@@ -63,10 +62,10 @@ class SegmentSummary:
     """What one ``segment`` call did."""
 
     run_id: int | None
-    units: int = 0          # (multitrack, instrument) units considered
-    unchanged: int = 0      # already current: nothing done
-    pairs: int = 0          # new pairs (2 pending segments each)
-    replaced: int = 0       # units segmented again because their rows were stale or outdated
+    units: int = 0  # (multitrack, instrument) units considered
+    unchanged: int = 0  # already current: nothing done
+    pairs: int = 0  # new pairs (2 pending segments each)
+    replaced: int = 0  # units segmented again because their rows were stale or outdated
     skipped_units: int = 0  # units that gave no pair
     skip_reasons: dict[str, int] = field(default_factory=dict)  # stem rows skipped, by kind
 
@@ -74,8 +73,10 @@ class SegmentSummary:
         if self.units == self.unchanged:
             return f"nothing to do: all {self.units} stems (multitrack × instrument) are already segmented"
         done = self.units - self.unchanged
-        text = (f"segmented {done} of {self.units} multitrack × instrument units: "
-                f"{self.pairs} new pairs, {self.skipped_units} without a pair")
+        text = (
+            f"segmented {done} of {self.units} multitrack × instrument units: "
+            f"{self.pairs} new pairs, {self.skipped_units} without a pair"
+        )
         if self.replaced:
             text += f", {self.replaced} redone (stale)"
         if self.skip_reasons:
@@ -120,9 +121,9 @@ class _Unit:
     multitrack: str
     instrument_id: int
     instrument: str
-    stems: pd.DataFrame              # track rows of the unit's stems
-    fresh: pd.DataFrame              # non-stale segment rows of the unit
-    old_ids: list[int]               # every segment id of the unit (stale or not)
+    stems: pd.DataFrame  # track rows of the unit's stems
+    fresh: pd.DataFrame  # non-stale segment rows of the unit
+    old_ids: list[int]  # every segment id of the unit (stale or not)
 
     @property
     def pair_key(self) -> str:
@@ -148,9 +149,17 @@ def _units(store: Store, labels: set[str] | None) -> tuple[list[_Unit], pd.DataF
     units = []
     for (mt_id, inst_id), unit_stems in stems.groupby(["multitrack_id", "instrument_id"], sort=False):
         rows = by_unit.get((mt_id, inst_id), segments.iloc[0:0])
-        units.append(_Unit(int(mt_id), unit_stems["multitrack"].iloc[0], int(inst_id),
-                           unit_stems["instrument"].iloc[0], unit_stems,
-                           rows[~rows["stale"].astype(bool)], [int(i) for i in rows["segment_id"]]))
+        units.append(
+            _Unit(
+                int(mt_id),
+                unit_stems["multitrack"].iloc[0],
+                int(inst_id),
+                unit_stems["instrument"].iloc[0],
+                unit_stems,
+                rows[~rows["stale"].astype(bool)],
+                [int(i) for i in rows["segment_id"]],
+            )
+        )
     return units, tracks.set_index("track_id", drop=False), raws_of
 
 
@@ -174,6 +183,7 @@ def _is_current(unit: _Unit, raws_of: dict[int, list[int]]) -> bool:
 # --------------------------------------------------------------------------------------------
 # Deciding one unit
 # --------------------------------------------------------------------------------------------
+
 
 class _AudioCache:
     """Decoded audio of the current multitrack's tracks (each file decoded once)."""
@@ -207,16 +217,27 @@ def _reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
-               cache: _AudioCache, window_samples: int, normalise: bool) -> list[dict]:
+def _plan_unit(
+    unit: _Unit,
+    tracks: pd.DataFrame,
+    raws_of: dict[int, list[int]],
+    cache: _AudioCache,
+    window_samples: int,
+    normalise: bool,
+) -> list[dict]:
     """The segment rows for one unit: a pending pair (+ skipped sibling stems), or skips."""
     window_s = window_samples / SAMPLE_RATE
     rows: list[dict] = []
 
     def stem_row(stem: pd.Series, status: str, reason: str | None, start: int | None, extra: dict) -> dict:
-        return {"track_id": int(stem["track_id"]), "role": "stem", "status": status, "reason": reason,
-                "start_sample": start, "params": {"raws": sorted(raws_of.get(int(stem["track_id"]), [])),
-                                                  **extra}}
+        return {
+            "track_id": int(stem["track_id"]),
+            "role": "stem",
+            "status": status,
+            "reason": reason,
+            "start_sample": start,
+            "params": {"raws": sorted(raws_of.get(int(stem["track_id"]), [])), **extra},
+        }
 
     # 1. Each stem's loudest window; stems that cannot give one are skipped.
     candidates = []  # (energy, start, stem, audio)
@@ -225,9 +246,16 @@ def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
         if isinstance(audio, str):
             rows.append(stem_row(stem, "skipped", audio, None, {}))
         elif audio.size < window_samples:
-            rows.append(stem_row(stem, "skipped", f"too short: {stem['code']} lasts "
-                                 f"{audio.size / SAMPLE_RATE:.2f} s, less than the {window_s:g}-s window",
-                                 None, {}))
+            rows.append(
+                stem_row(
+                    stem,
+                    "skipped",
+                    f"too short: {stem['code']} lasts "
+                    f"{audio.size / SAMPLE_RATE:.2f} s, less than the {window_s:g}-s window",
+                    None,
+                    {},
+                )
+            )
         else:
             energies = window_energies(audio, window_samples)
             start = int(np.argmax(energies))
@@ -239,20 +267,37 @@ def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
     candidates.sort(key=lambda c: -c[0])
     energy, start, stem, stem_audio = candidates[0]
     for other_energy, other_start, other, _ in candidates[1:]:
-        rows.append(stem_row(other, "skipped", f"not analysed: stem {stem['code']} of the same instrument "
-                             "has more energy in its loudest window", other_start,
-                             {"energy": other_energy}))
-    stem_window = stem_audio[start:start + window_samples]
+        rows.append(
+            stem_row(
+                other,
+                "skipped",
+                f"not analysed: stem {stem['code']} of the same instrument "
+                "has more energy in its loudest window",
+                other_start,
+                {"energy": other_energy},
+            )
+        )
+    stem_window = stem_audio[start : start + window_samples]
     if is_silent(stem_window):
-        rows.append(stem_row(stem, "skipped", f"silent: the loudest {window_s:g}-s window of "
-                             f"{stem['code']} is below -90 dB", start, {"energy": energy}))
+        rows.append(
+            stem_row(
+                stem,
+                "skipped",
+                f"silent: the loudest {window_s:g}-s window of {stem['code']} is below -90 dB",
+                start,
+                {"energy": energy},
+            )
+        )
         return rows
 
     # 3. Its raws over the same interval: the most energetic one is kept.
     raw_ids = raws_of.get(int(stem["track_id"]), [])
     if not raw_ids:
-        rows.append(stem_row(stem, "skipped", f"no raw: stem {stem['code']} has no raw tracks",
-                             start, {"energy": energy}))
+        rows.append(
+            stem_row(
+                stem, "skipped", f"no raw: stem {stem['code']} has no raw tracks", start, {"energy": energy}
+            )
+        )
         return rows
     raw_energies, raw_problems = [], []
     for raw_id in raw_ids:
@@ -267,15 +312,29 @@ def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
     if not raw_energies:
         kinds = sorted({_reason_kind(p) for p in raw_problems})
         kind = kinds[0] if len(kinds) == 1 else "no raw"
-        rows.append(stem_row(stem, "skipped", f"{kind}: no usable raw for {stem['code']} ("
-                             + "; ".join(raw_problems) + ")", start, {"energy": energy}))
+        rows.append(
+            stem_row(
+                stem,
+                "skipped",
+                f"{kind}: no usable raw for {stem['code']} (" + "; ".join(raw_problems) + ")",
+                start,
+                {"energy": energy},
+            )
+        )
         return rows
     raw_energy, raw, raw_audio = max(raw_energies, key=lambda r: r[0])
-    raw_window = raw_audio[start:start + window_samples]
+    raw_window = raw_audio[start : start + window_samples]
     if is_silent(raw_window):
-        rows.append(stem_row(stem, "skipped", f"silent: the loudest raw of {stem['code']} "
-                             f"({raw['code']}) is below -90 dB in the stem's window", start,
-                             {"energy": energy}))
+        rows.append(
+            stem_row(
+                stem,
+                "skipped",
+                f"silent: the loudest raw of {stem['code']} "
+                f"({raw['code']}) is below -90 dB in the stem's window",
+                start,
+                {"energy": energy},
+            )
+        )
         return rows
 
     # 4. Pre-processing parameters (the gain ReplayGain needs) for both, then the pair.
@@ -284,14 +343,32 @@ def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
         try:
             gains[role] = preprocess(signal, normalise=normalise)[1]
         except ValueError as exc:
-            rows.append(stem_row(stem, "skipped", f"unprocessable: {role} window of {stem['code']}: {exc}",
-                                 start, {"energy": energy}))
+            rows.append(
+                stem_row(
+                    stem,
+                    "skipped",
+                    f"unprocessable: {role} window of {stem['code']}: {exc}",
+                    start,
+                    {"energy": energy},
+                )
+            )
             return rows
     rows.append(stem_row(stem, "pending", None, start, {"energy": energy, "replaygain_db": gains["stem"]}))
-    rows.append({"track_id": int(raw["track_id"]), "role": "raw", "status": "pending", "reason": None,
-                 "start_sample": start, "params": {"energy": raw_energy, "replaygain_db": gains["raw"],
-                                                   "stem_track_id": int(stem["track_id"]),
-                                                   "raws_compared": len(raw_energies)}})
+    rows.append(
+        {
+            "track_id": int(raw["track_id"]),
+            "role": "raw",
+            "status": "pending",
+            "reason": None,
+            "start_sample": start,
+            "params": {
+                "energy": raw_energy,
+                "replaygain_db": gains["raw"],
+                "stem_track_id": int(stem["track_id"]),
+                "raws_compared": len(raw_energies),
+            },
+        }
+    )
     return rows
 
 
@@ -299,41 +376,55 @@ def _plan_unit(unit: _Unit, tracks: pd.DataFrame, raws_of: dict[int, list[int]],
 # Writing one unit
 # --------------------------------------------------------------------------------------------
 
+
 def _write_unit(store: Store, unit: _Unit, rows: list[dict], common: dict) -> None:
     """Replace the unit's old rows by ``rows`` in one transaction."""
     paired = any(r["status"] == "pending" for r in rows)
     window_samples = common["window_samples"]
-    frame = pd.DataFrame({
-        "track_id": np.array([r["track_id"] for r in rows], dtype=np.int64),
-        "instrument_id": np.int64(unit.instrument_id),
-        "role": [r["role"] for r in rows],
-        "pair": [unit.pair_key if paired and r["status"] == "pending" else None for r in rows],
-        "split": None,
-        "start": [None if r["start_sample"] is None else r["start_sample"] / SAMPLE_RATE for r in rows],
-        "duration": [None if r["start_sample"] is None else window_samples / SAMPLE_RATE for r in rows],
-        "params": [json.dumps({**common, "start_sample": r["start_sample"], **r["params"]}, sort_keys=True)
-                   for r in rows],
-        "source": "audio",
-        "status": [r["status"] for r in rows],
-        "reason": [r["reason"] for r in rows],
-        "stale": False,
-        "created_at": utcnow(),
-    })
+    frame = pd.DataFrame(
+        {
+            "track_id": np.array([r["track_id"] for r in rows], dtype=np.int64),
+            "instrument_id": np.int64(unit.instrument_id),
+            "role": [r["role"] for r in rows],
+            "pair": [unit.pair_key if paired and r["status"] == "pending" else None for r in rows],
+            "split": None,
+            "start": [None if r["start_sample"] is None else r["start_sample"] / SAMPLE_RATE for r in rows],
+            "duration": [None if r["start_sample"] is None else window_samples / SAMPLE_RATE for r in rows],
+            "params": [
+                json.dumps({**common, "start_sample": r["start_sample"], **r["params"]}, sort_keys=True)
+                for r in rows
+            ],
+            "source": "audio",
+            "status": [r["status"] for r in rows],
+            "reason": [r["reason"] for r in rows],
+            "stale": False,
+            "created_at": utcnow(),
+        }
+    )
     frame["start"] = frame["start"].astype(float)
     frame["duration"] = frame["duration"].astype(float)
     with store.engine.begin() as conn:
         if unit.old_ids:
             ids = ",".join(str(i) for i in unit.old_ids)
-            used = {int(i) for (i,) in conn.execute(sa.text(
-                f"SELECT DISTINCT segment_id FROM run_segments WHERE segment_id IN ({ids})"))}
+            used = {
+                int(i)
+                for (i,) in conn.execute(
+                    sa.text(f"SELECT DISTINCT segment_id FROM run_segments WHERE segment_id IN ({ids})")
+                )
+            }
             unused = [i for i in unit.old_ids if i not in used]
             if unused:
                 unused_sql = ",".join(str(i) for i in unused)
                 conn.execute(sa.text(f"DELETE FROM feature_values WHERE segment_id IN ({unused_sql})"))
                 conn.execute(sa.text(f"DELETE FROM segments WHERE id IN ({unused_sql})"))
             if used:
-                conn.execute(sa.text("UPDATE segments SET stale = TRUE WHERE id IN ("
-                                     + ",".join(str(i) for i in sorted(used)) + ") AND NOT stale"))
+                conn.execute(
+                    sa.text(
+                        "UPDATE segments SET stale = TRUE WHERE id IN ("
+                        + ",".join(str(i) for i in sorted(used))
+                        + ") AND NOT stale"
+                    )
+                )
         store.bulk_insert(conn, "segments", frame)
 
 
@@ -341,8 +432,14 @@ def _write_unit(store: Store, unit: _Unit, rows: list[dict], common: dict) -> No
 # The stage
 # --------------------------------------------------------------------------------------------
 
-def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
-            normalise: bool = True, progress: ProgressCallback | None = None) -> SegmentSummary:
+
+def segment(
+    store: Store,
+    groups: list[str] | None = None,
+    window: float = 10.0,
+    normalise: bool = True,
+    progress: ProgressCallback | None = None,
+) -> SegmentSummary:
     """Make the raw/stem pairs of every unit that has no current segments (docs/method.md, section 2).
 
     ``groups`` restricts the work to the instruments of those groups (default: every stem with
@@ -365,15 +462,24 @@ def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
     if not todo:
         return summary
 
-    with store.run("segment", group=",".join(groups) if groups else None,
-                   params={"window": window, "normalise": normalise,
-                           "groups": list(groups or []), "units": len(todo)},
-                   failure_message=describe_error) as run:
+    with store.run(
+        "segment",
+        group=",".join(groups) if groups else None,
+        params={"window": window, "normalise": normalise, "groups": list(groups or []), "units": len(todo)},
+        failure_message=describe_error,
+    ) as run:
         run.counts = lambda: _counts(summary)
         run_id = summary.run_id = run.id
-        common = {"window": window, "window_samples": window_samples, "normalise": normalise,
-                  "replaygain": normalise, "equal_loudness": True, "sample_rate": SAMPLE_RATE,
-                  "downmix": "mix", "run": run_id}
+        common = {
+            "window": window,
+            "window_samples": window_samples,
+            "normalise": normalise,
+            "replaygain": normalise,
+            "equal_loudness": True,
+            "sample_rate": SAMPLE_RATE,
+            "downmix": "mix",
+            "run": run_id,
+        }
         cache, cached_multitrack = _AudioCache(), None
         for done, unit in enumerate(todo, start=1):
             if unit.multitrack_id != cached_multitrack:  # units come grouped by multitrack
@@ -396,6 +502,11 @@ def segment(store: Store, groups: list[str] | None = None, window: float = 10.0,
 
 
 def _counts(summary: SegmentSummary) -> dict:
-    return {"units": summary.units, "unchanged": summary.unchanged, "pairs": summary.pairs,
-            "replaced": summary.replaced, "skipped_units": summary.skipped_units,
-            "skipped_stems": summary.skip_reasons}
+    return {
+        "units": summary.units,
+        "unchanged": summary.unchanged,
+        "pairs": summary.pairs,
+        "replaced": summary.replaced,
+        "skipped_units": summary.skipped_units,
+        "skipped_stems": summary.skip_reasons,
+    }

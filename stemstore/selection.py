@@ -142,8 +142,9 @@ def _tree_target(y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.eye(n_classes)[y.astype(np.intp)])
 
 
-def _fit_bootstrap_tree(X, target, max_features: int, rng: np.random.Generator,
-                        tree_random_state: np.random.RandomState):
+def _fit_bootstrap_tree(
+    X, target, max_features: int, rng: np.random.Generator, tree_random_state: np.random.RandomState
+):
     """Grow one fully developed CART (Gini) tree on a bootstrap sample.
 
     Returns the tree and the number of times each row was drawn (0 = out of bag).
@@ -157,9 +158,7 @@ def _fit_bootstrap_tree(X, target, max_features: int, rng: np.random.Generator,
     """
     n_samples = X.shape[0]
     in_bag_counts = np.bincount(rng.integers(0, n_samples, n_samples), minlength=n_samples)
-    tree = DecisionTreeRegressor(
-        max_features=max_features, random_state=tree_random_state
-    )
+    tree = DecisionTreeRegressor(max_features=max_features, random_state=tree_random_state)
     tree.fit(X, target, sample_weight=in_bag_counts.astype(np.float64), check_input=False)
     return tree, in_bag_counts
 
@@ -167,8 +166,7 @@ def _fit_bootstrap_tree(X, target, max_features: int, rng: np.random.Generator,
 def _forest_random_streams(seed: np.random.SeedSequence):
     """The two random streams of one forest: bootstraps/permutations, tree splits."""
     bootstrap_seed, tree_seed = seed.spawn(2)
-    return (np.random.default_rng(bootstrap_seed),
-            np.random.RandomState(np.random.MT19937(tree_seed)))
+    return (np.random.default_rng(bootstrap_seed), np.random.RandomState(np.random.MT19937(tree_seed)))
 
 
 def _leaf_classes(tree) -> np.ndarray:
@@ -500,7 +498,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         self.verbose = verbose
 
     @classmethod
-    def from_preset(cls, preset: str = "paper", **overrides) -> "RandomForestSelector":
+    def from_preset(cls, preset: str = "paper", **overrides) -> RandomForestSelector:
         """A selector with a named parameter set (see ``PRESETS``) plus overrides.
 
         Parameters
@@ -562,8 +560,15 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         return self
 
     def _check_parameters(self) -> None:
-        for name in ("n_forests", "n_trees", "n_fits_interp", "n_trees_interp",
-                     "n_fits_pred", "n_trees_pred", "min_class_count"):
+        for name in (
+            "n_forests",
+            "n_trees",
+            "n_fits_interp",
+            "n_trees_interp",
+            "n_fits_pred",
+            "n_trees_pred",
+            "min_class_count",
+        ):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -576,8 +581,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         counts = np.bincount(y_codes, minlength=len(self.classes_))
         if len(self.classes_) < 2:
             raise ValueError(
-                "RandomForestSelector needs at least two classes; y has only one class, "
-                f"{self.classes_[0]!r}"
+                f"RandomForestSelector needs at least two classes; y has only one class, {self.classes_[0]!r}"
             )
         if counts.min() < self.min_class_count:
             detail = ", ".join(f"{c!r}: {n}" for c, n in zip(self.classes_.tolist(), counts))
@@ -598,8 +602,9 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         """Step 1: importances over n_forests forests, CART threshold, f_p1."""
         mtry = _resolve_max_features(self.max_features, X.shape[1])
         results = parallel(
-            delayed(_forest_importances)(X, y, self.n_trees, mtry,
-                                         self._seed(entropy, _STEP_THRESHOLDING, forest))
+            delayed(_forest_importances)(
+                X, y, self.n_trees, mtry, self._seed(entropy, _STEP_THRESHOLDING, forest)
+            )
             for forest in range(self.n_forests)
         )
         self.importances_ = np.vstack([importances for importances, _ in results])
@@ -627,12 +632,20 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
             n_nested = min(n_nested, self.max_interp_features)
         # Ship only the candidate columns to the workers (X itself can be large).
         X_top = np.ascontiguousarray(X[:, self.f_p1_[:n_nested]])
-        errors = np.array(parallel(
-            delayed(_forest_oob_error)(X_top, y, np.arange(k), self.n_trees_interp,
-                                       self.max_features_nested,
-                                       self._seed(entropy, _STEP_INTERPRETATION, k, fit))
-            for k in range(1, n_nested + 1) for fit in range(self.n_fits_interp)
-        )).reshape(n_nested, self.n_fits_interp)
+        errors = np.array(
+            parallel(
+                delayed(_forest_oob_error)(
+                    X_top,
+                    y,
+                    np.arange(k),
+                    self.n_trees_interp,
+                    self.max_features_nested,
+                    self._seed(entropy, _STEP_INTERPRETATION, k, fit),
+                )
+                for k in range(1, n_nested + 1)
+                for fit in range(self.n_fits_interp)
+            )
+        ).reshape(n_nested, self.n_fits_interp)
         mean = errors.mean(axis=1)
         std = errors.std(axis=1, ddof=1) if self.n_fits_interp > 1 else np.zeros(n_nested)
         self.oob_errors_interp_ = {
@@ -651,7 +664,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         nested_mean = self.oob_errors_interp_["mean"]
         n_p2 = len(self.f_p2_)
         # |err(j+1) - err(j)| for j = |f_p2| .. K - 1 (1-based), i.e. beyond f_p2.
-        jumps = np.abs(np.diff(nested_mean[n_p2 - 1:]))
+        jumps = np.abs(np.diff(nested_mean[n_p2 - 1 :]))
         self.th_pred_ = float(jumps.mean()) if jumps.size else 0.0
         required_gain = self.n_mean_jumps_pred * self.th_pred_
 
@@ -659,12 +672,19 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
         local = {int(feature): i for i, feature in enumerate(self.f_p2_)}
 
         def mean_std_error(columns, step):
-            errors = np.array(parallel(
-                delayed(_forest_oob_error)(X_p2, y, [local[c] for c in columns], self.n_trees_pred,
-                                           self.max_features_nested,
-                                           self._seed(entropy, _STEP_PREDICTION, step, fit))
-                for fit in range(self.n_fits_pred)
-            ))
+            errors = np.array(
+                parallel(
+                    delayed(_forest_oob_error)(
+                        X_p2,
+                        y,
+                        [local[c] for c in columns],
+                        self.n_trees_pred,
+                        self.max_features_nested,
+                        self._seed(entropy, _STEP_PREDICTION, step, fit),
+                    )
+                    for fit in range(self.n_fits_pred)
+                )
+            )
             std = errors.std(ddof=1) if errors.size > 1 else 0.0
             return errors.mean(), std
 
@@ -675,8 +695,11 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
             candidate = selected + [int(feature)]
             error, std = mean_std_error(candidate, step)
             joins = (current_error - error) > required_gain
-            tried.append(int(feature)); means.append(error); stds.append(std)
-            kept.append(bool(joins)); sizes.append(len(candidate))
+            tried.append(int(feature))
+            means.append(error)
+            stds.append(std)
+            kept.append(bool(joins))
+            sizes.append(len(candidate))
             if joins:
                 selected, current_error = candidate, error
         self.oob_errors_pred_ = {

@@ -42,19 +42,33 @@ def selection_input(store: Store, group: str, segment_ids: list[int] | None = No
     wide, replaced = analysis_matrix(store, group=group, segment_ids=segment_ids)
     features = [c for c in wide.columns if c not in META_COLUMNS]
     if wide.empty or not features:
-        raise StemstoreError(f"group {group!r} has no extracted features: run 'stemstore extract' "
-                             "(or import features) first")
+        raise StemstoreError(
+            f"group {group!r} has no extracted features: run 'stemstore extract' (or import features) first"
+        )
     n_raw, n_stem = int((wide["role"] == "raw").sum()), int((wide["role"] == "stem").sum())
     if min(n_raw, n_stem) < MIN_PER_CLASS:
-        raise StemstoreError(f"group {group!r} has {n_raw} raw and {n_stem} stem segments; selection "
-                             f"needs at least {MIN_PER_CLASS} of each")
-    return SelectionInput(segment_ids=wide.index.to_numpy(),
-                          X=pd.DataFrame(wide[features].to_numpy(dtype=np.float64), columns=features),
-                          y=(wide["role"] == "stem").to_numpy(dtype=np.int64), non_finite_replaced=replaced)
+        raise StemstoreError(
+            f"group {group!r} has {n_raw} raw and {n_stem} stem segments; selection "
+            f"needs at least {MIN_PER_CLASS} of each"
+        )
+    return SelectionInput(
+        segment_ids=wide.index.to_numpy(),
+        X=pd.DataFrame(wide[features].to_numpy(dtype=np.float64), columns=features),
+        y=(wide["role"] == "stem").to_numpy(dtype=np.int64),
+        non_finite_replaced=replaced,
+    )
 
 
-def select(store: Store, group: str, *, preset: str = "fast", seed: int = 0, n_jobs: int | None = None,
-           progress=None, **overrides) -> int:
+def select(
+    store: Store,
+    group: str,
+    *,
+    preset: str = "fast",
+    seed: int = 0,
+    n_jobs: int | None = None,
+    progress=None,
+    **overrides,
+) -> int:
     """Run the three-step selection for ``group`` and store it. Returns the run id.
 
     ``overrides`` are RandomForestSelector parameters (e.g. ``n_trees=500``) on top of the
@@ -64,21 +78,33 @@ def select(store: Store, group: str, *, preset: str = "fast", seed: int = 0, n_j
         raise StemstoreError(f"unknown preset {preset!r} (presets: {', '.join(sorted(PRESETS))})")
     data = selection_input(store, group)
     selector = RandomForestSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, **overrides)
-    params = {"preset": preset, **{k: v for k, v in selector.get_params().items() if k != "verbose"},
-              "n_segments": len(data.y), "n_features": data.X.shape[1]}
+    params = {
+        "preset": preset,
+        **{k: v for k, v in selector.get_params().items() if k != "verbose"},
+        "n_segments": len(data.y),
+        "n_features": data.X.shape[1],
+    }
     try:
-        with store.run("selection", group=group, params=params, seed=seed,
-                       failure_message=_failure_message) as run:
+        with store.run(
+            "selection", group=group, params=params, seed=seed, failure_message=_failure_message
+        ) as run:
             if progress:
-                progress(f"selecting among {data.X.shape[1]} features of {len(data.y)} segments "
-                         f"({preset} preset: {selector.n_forests} forests × {selector.n_trees} trees)")
+                progress(
+                    f"selecting among {data.X.shape[1]} features of {len(data.y)} segments "
+                    f"({preset} preset: {selector.n_forests} forests × {selector.n_trees} trees)"
+                )
             selector.fit(data.X, data.y)
             _store_results(store, run.id, data, selector)
             run.counts = {
-                "f_p1": len(selector.f_p1_), "f_p2": len(selector.f_p2_), "f_pred": len(selector.f_pred_),
-                "threshold": float(selector.threshold_), "th_pred": float(selector.th_pred_),
-                "raw_segments": int((data.y == 0).sum()), "stem_segments": int((data.y == 1).sum()),
-                "non_finite_replaced": data.non_finite_replaced}
+                "f_p1": len(selector.f_p1_),
+                "f_p2": len(selector.f_p2_),
+                "f_pred": len(selector.f_pred_),
+                "threshold": float(selector.threshold_),
+                "th_pred": float(selector.th_pred_),
+                "raw_segments": int((data.y == 0).sum()),
+                "stem_segments": int((data.y == 1).sum()),
+                "non_finite_replaced": data.non_finite_replaced,
+            }
     except ValueError as exc:
         raise StemstoreError(f"selection for group {group!r} failed: {exc}") from exc
     return run.id
@@ -102,31 +128,76 @@ def _store_results(store: Store, run_id: int, data: SelectionInput, selector: Ra
     membership["in_fpred"][selector.f_pred_] = True
     pred_order = pd.array(np.full(n, pd.NA), dtype="Int64")  # NULL outside f_pred
     pred_order[selector.f_pred_] = np.arange(1, len(selector.f_pred_) + 1)
-    features = pd.DataFrame({"run_id": run_id, "feature_id": ids,
-                             "importance_mean": selector.importances_mean_.astype(np.float64),
-                             "importance_sd": selector.importances_std_.astype(np.float64),
-                             "rank": rank, **membership, "pred_order": pred_order})
+    features = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "feature_id": ids,
+            "importance_mean": selector.importances_mean_.astype(np.float64),
+            "importance_sd": selector.importances_std_.astype(np.float64),
+            "rank": rank,
+            **membership,
+            "pred_order": pred_order,
+        }
+    )
 
     by_rank = selector.ranking_
     interp, pred = selector.oob_errors_interp_, selector.oob_errors_pred_
-    curves = pd.concat([
-        pd.DataFrame({"curve": "importance_sd", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
-                      "n_features": np.arange(1, n + 1), "value_mean": selector.std_by_rank_,
-                      "value_sd": None, "kept": None}),
-        pd.DataFrame({"curve": "cart", "step": np.arange(1, n + 1), "feature_id": ids[by_rank],
-                      "n_features": np.arange(1, n + 1), "value_mean": selector.cart_predictions_,
-                      "value_sd": None, "kept": None}),
-        pd.DataFrame({"curve": "interpretation", "step": interp["n_features"], "feature_id": ids[interp["feature"]],
-                      "n_features": interp["n_features"], "value_mean": interp["mean"],
-                      "value_sd": interp["std"], "kept": interp["n_features"] <= len(selector.f_p2_)}),
-        pd.DataFrame({"curve": "prediction", "step": np.arange(1, len(pred["feature"]) + 1),
-                      "feature_id": ids[pred["feature"]], "n_features": pred["n_features"],
-                      "value_mean": pred["mean"], "value_sd": pred["std"], "kept": pred["kept"]}),
-    ], ignore_index=True)
+    curves = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "curve": "importance_sd",
+                    "step": np.arange(1, n + 1),
+                    "feature_id": ids[by_rank],
+                    "n_features": np.arange(1, n + 1),
+                    "value_mean": selector.std_by_rank_,
+                    "value_sd": None,
+                    "kept": None,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "curve": "cart",
+                    "step": np.arange(1, n + 1),
+                    "feature_id": ids[by_rank],
+                    "n_features": np.arange(1, n + 1),
+                    "value_mean": selector.cart_predictions_,
+                    "value_sd": None,
+                    "kept": None,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "curve": "interpretation",
+                    "step": interp["n_features"],
+                    "feature_id": ids[interp["feature"]],
+                    "n_features": interp["n_features"],
+                    "value_mean": interp["mean"],
+                    "value_sd": interp["std"],
+                    "kept": interp["n_features"] <= len(selector.f_p2_),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "curve": "prediction",
+                    "step": np.arange(1, len(pred["feature"]) + 1),
+                    "feature_id": ids[pred["feature"]],
+                    "n_features": pred["n_features"],
+                    "value_mean": pred["mean"],
+                    "value_sd": pred["std"],
+                    "kept": pred["kept"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     curves.insert(0, "run_id", run_id)
     with store.engine.begin() as conn:
-        store.bulk_insert(conn, "run_segments", pd.DataFrame({"run_id": run_id,
-                                                              "segment_id": data.segment_ids.astype(np.int64)}))
+        store.bulk_insert(
+            conn,
+            "run_segments",
+            pd.DataFrame({"run_id": run_id, "segment_id": data.segment_ids.astype(np.int64)}),
+        )
         store.bulk_insert(conn, "selection_features", features)
         store.bulk_insert(conn, "selection_curves", curves)
 
@@ -145,7 +216,9 @@ def latest_selection_run(store: Store, group: str, run_id: int | None = None) ->
     # it), while regress takes its f_pred from the latest current one (selection_fpred)
     found = store.latest_run("selection", group, current_only=False)
     if found is None:
-        raise StemstoreError(f"group {group!r} has no finished selection run: run 'stemstore select --group {group}'")
+        raise StemstoreError(
+            f"group {group!r} has no finished selection run: run 'stemstore select --group {group}'"
+        )
     return found
 
 
@@ -176,11 +249,15 @@ def selection_results(store: Store, run_id: int) -> tuple[pd.DataFrame, pd.DataF
     features = store.read_sql(
         "SELECT f.name, sf.importance_mean, sf.importance_sd, sf.rank, sf.in_fp1, sf.in_fp2, "
         "sf.in_fpred, sf.pred_order FROM selection_features sf JOIN features f ON f.id = sf.feature_id "
-        "WHERE sf.run_id = :r ORDER BY sf.rank", {"r": run_id})
+        "WHERE sf.run_id = :r ORDER BY sf.rank",
+        {"r": run_id},
+    )
     curves = store.read_sql(
         "SELECT c.curve, c.step, c.n_features, f.name AS feature, c.value_mean, c.value_sd, c.kept "
         "FROM selection_curves c LEFT JOIN features f ON f.id = c.feature_id "
-        "WHERE c.run_id = :r ORDER BY c.curve, c.step", {"r": run_id})
+        "WHERE c.run_id = :r ORDER BY c.curve, c.step",
+        {"r": run_id},
+    )
     return features, curves
 
 
@@ -190,9 +267,14 @@ def importance_figure(store: Store, group: str, path, run_id: int | None = None,
 
     run_id = latest_selection_run(store, group, run_id)
     features, _ = selection_results(store, run_id)
-    plot_importance(features["importance_mean"].to_numpy(), features["importance_sd"].to_numpy(),
-                    features["name"].to_numpy(), top=top, path=path,
-                    title=f"{group}: feature importance (selection run {run_id})")
+    plot_importance(
+        features["importance_mean"].to_numpy(),
+        features["importance_sd"].to_numpy(),
+        features["name"].to_numpy(),
+        top=top,
+        path=path,
+        title=f"{group}: feature importance (selection run {run_id})",
+    )
     return run_id
 
 
@@ -204,7 +286,12 @@ def oob_figure(store: Store, group: str, path, run_id: int | None = None) -> int
     _, curves = selection_results(store, run_id)
     curves = curves.rename(columns={"value_mean": "mean", "value_sd": "std"})
     nested, ascending = curves[curves["curve"] == "interpretation"], curves[curves["curve"] == "prediction"]
-    plot_oob_curves(nested, ascending, n_selected_interp=int(nested["kept"].astype(bool).sum()),
-                    pred_labels=list(ascending["feature"]), path=path,
-                    title=f"{group}: OOB error (selection run {run_id})")
+    plot_oob_curves(
+        nested,
+        ascending,
+        n_selected_interp=int(nested["kept"].astype(bool).sum()),
+        pred_labels=list(ascending["feature"]),
+        path=path,
+        title=f"{group}: OOB error (selection run {run_id})",
+    )
     return run_id

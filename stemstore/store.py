@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -61,8 +61,19 @@ def resolve_url(db: str | None = None) -> str:
 def software_versions() -> dict[str, str]:
     """Versions of everything a result depends on, recorded on every run."""
     versions = {"python": platform.python_version()}
-    for dist in ("stemstore", "essentia", "numpy", "scipy", "pandas", "scikit-learn",
-                 "sqlalchemy", "duckdb", "psycopg", "pedalboard", "skops"):
+    for dist in (
+        "stemstore",
+        "essentia",
+        "numpy",
+        "scipy",
+        "pandas",
+        "scikit-learn",
+        "sqlalchemy",
+        "duckdb",
+        "psycopg",
+        "pedalboard",
+        "skops",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -92,8 +103,14 @@ class Store:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, db: str | None = None, *, create: bool = False, check_schema: bool = True,
-             read_only: bool = False) -> "Store":
+    def open(
+        cls,
+        db: str | None = None,
+        *,
+        create: bool = False,
+        check_schema: bool = True,
+        read_only: bool = False,
+    ) -> Store:
         """Open the store at ``db`` (URL or DuckDB path; see :func:`resolve_url`).
 
         ``create`` allows a new DuckDB file; otherwise a missing file is an error, so that a
@@ -137,7 +154,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -163,7 +180,8 @@ class Store:
         if current != heads:
             raise StemstoreError(
                 f"the store's schema is at revision {self.schema_revision()}, this stemstore needs "
-                f"{','.join(sorted(heads))}: run 'stemstore init' to upgrade it")
+                f"{','.join(sorted(heads))}: run 'stemstore init' to upgrade it"
+            )
 
     def upgrade(self, revision: str = "heads") -> None:
         with self.engine.begin() as conn:
@@ -185,7 +203,9 @@ class Store:
             existing = set(s.scalars(sa.select(InstrumentGroup.name)))
             for name, members in DEFAULT_GROUPS.items():
                 if name not in existing:
-                    self._set_group(s, name, members, "default group of the study (docs/method.md, section 1)")
+                    self._set_group(
+                        s, name, members, "default group of the study (docs/method.md, section 1)"
+                    )
                     added_groups += 1
         return {"features": added_features, "groups": added_groups}
 
@@ -197,16 +217,24 @@ class Store:
             s.add(FeatureCatalog(version=version, n_features=len(catalog.feature_names())))
             s.flush()
             df = catalog.load_catalog()
-            s.execute(sa.insert(Feature), [
-                {"catalog_version": version, "position": int(r.position), "name": r.name,
-                 "descriptor": r.descriptor, "statistic": r.statistic,
-                 "feature_index": None if pd.isna(r.index) else int(r.index),
-                 "scope": r.scope,
-                 "frame_size": None if pd.isna(r.frame_size) else int(r.frame_size),
-                 "hop_size": None if pd.isna(r.hop_size) else int(r.hop_size),
-                 "computed_by": r.computed_by}
-                for r in df.itertuples(index=False)
-            ])
+            s.execute(
+                sa.insert(Feature),
+                [
+                    {
+                        "catalog_version": version,
+                        "position": int(r.position),
+                        "name": r.name,
+                        "descriptor": r.descriptor,
+                        "statistic": r.statistic,
+                        "feature_index": None if pd.isna(r.index) else int(r.index),
+                        "scope": r.scope,
+                        "frame_size": None if pd.isna(r.frame_size) else int(r.frame_size),
+                        "hop_size": None if pd.isna(r.hop_size) else int(r.hop_size),
+                        "computed_by": r.computed_by,
+                    }
+                    for r in df.itertuples(index=False)
+                ],
+            )
             return len(df)
 
     # -- sessions and plain SQL -----------------------------------------------------------
@@ -228,7 +256,8 @@ class Store:
         df = self.read_sql(
             "SELECT id, position, name, descriptor, statistic, feature_index, scope, frame_size, "
             "hop_size, computed_by FROM features WHERE catalog_version = :v ORDER BY position",
-            {"v": catalog.catalog_version()})
+            {"v": catalog.catalog_version()},
+        )
         if df.empty:
             raise StemstoreError("the store has no feature catalog: run 'stemstore init'")
         return df
@@ -243,8 +272,13 @@ class Store:
             raise StemstoreError(f"{len(unknown)} unknown feature name(s), not in the catalog: {shown}")
         return np.array([lookup[n] for n in names], dtype=np.int64)
 
-    def feature_matrix(self, group: str | None = None, *, instruments: list[str] | None = None,
-                       features: list[str] | None = None) -> pd.DataFrame:
+    def feature_matrix(
+        self,
+        group: str | None = None,
+        *,
+        instruments: list[str] | None = None,
+        features: list[str] | None = None,
+    ) -> pd.DataFrame:
         """A group's (or instruments') extracted segments as a wide DataFrame: one row per
         segment (multitrack, instrument, role, pair, split), one float64 column per feature.
         See :func:`stemstore.exchange.feature_matrix`."""
@@ -258,9 +292,13 @@ class Store:
         df = self.read_sql(
             "SELECT g.name AS group_name, i.name AS instrument FROM instrument_groups g "
             "LEFT JOIN group_members m ON m.group_id = g.id "
-            "LEFT JOIN instruments i ON i.id = m.instrument_id ORDER BY g.name, i.name")
-        return (df.groupby("group_name", sort=True)["instrument"]
-                .apply(lambda s: ", ".join(x for x in s if x)).reset_index(name="instruments"))
+            "LEFT JOIN instruments i ON i.id = m.instrument_id ORDER BY g.name, i.name"
+        )
+        return (
+            df.groupby("group_name", sort=True)["instrument"]
+            .apply(lambda s: ", ".join(x for x in s if x))
+            .reset_index(name="instruments")
+        )
 
     def group_instruments(self, name: str) -> list[str]:
         """A group's instrument labels. The group's own name counts as a label too, so data
@@ -299,19 +337,27 @@ class Store:
             s.add(GroupMember(group_id=group.id, instrument_id=inst_id))
 
     # -- runs ------------------------------------------------------------------------------
-    def start_run(self, kind: str, *, group: str | None = None, params: dict | None = None,
-                  seed: int | None = None) -> int:
+    def start_run(
+        self, kind: str, *, group: str | None = None, params: dict | None = None, seed: int | None = None
+    ) -> int:
         """Record a run as running, with its parameters, seed and software versions."""
         with self.session() as s:
-            run = Run(kind=kind, status="running", group_name=group, params=params or {},
-                      seed=seed, software=software_versions(),
-                      catalog_version=catalog.catalog_version())
+            run = Run(
+                kind=kind,
+                status="running",
+                group_name=group,
+                params=params or {},
+                seed=seed,
+                software=software_versions(),
+                catalog_version=catalog.catalog_version(),
+            )
             s.add(run)
             s.flush()
             return run.id
 
-    def finish_run(self, run_id: int, *, status: str = "done", counts: dict | None = None,
-                   message: str | None = None) -> None:
+    def finish_run(
+        self, run_id: int, *, status: str = "done", counts: dict | None = None, message: str | None = None
+    ) -> None:
         with self.session() as s:
             run = s.get(Run, run_id)
             run.status, run.finished_at = status, utcnow()
@@ -321,9 +367,16 @@ class Store:
                 run.message = message
 
     @contextmanager
-    def run(self, kind: str, *, group: str | None = None, params: dict | None = None,
-            seed: int | None = None, deferred: bool = False,
-            failure_message: Callable[[BaseException], str] | None = None) -> Iterator["RunRecord"]:
+    def run(
+        self,
+        kind: str,
+        *,
+        group: str | None = None,
+        params: dict | None = None,
+        seed: int | None = None,
+        deferred: bool = False,
+        failure_message: Callable[[BaseException], str] | None = None,
+    ) -> Iterator[RunRecord]:
         """Record the work of a ``with`` block as one run::
 
             with store.run("extraction", params=params) as run:
@@ -346,8 +399,12 @@ class Store:
             yield record
         except BaseException as exc:
             if record.id is not None:
-                self.finish_run(record.id, status="failed", counts=record.final_counts(),
-                                message=(failure_message or describe_failure)(exc))
+                self.finish_run(
+                    record.id,
+                    status="failed",
+                    counts=record.final_counts(),
+                    message=(failure_message or describe_failure)(exc),
+                )
             raise
         if record.id is not None and not record.recorded:
             self.finish_run(record.id, counts=record.final_counts(), message=record.message)
@@ -361,7 +418,8 @@ class Store:
         highest id (ids grow in the order runs start).
         """
         query = sa.select(sa.func.max(Run.id)).where(
-            Run.kind == kind, Run.status == "done", Run.group_name == group)
+            Run.kind == kind, Run.status == "done", Run.group_name == group
+        )
         if current_only:
             query = query.where(sa.not_(Run.stale))
         with self.engine.connect() as conn:
@@ -390,14 +448,19 @@ class Store:
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_pg_binary_copy(frame, binary_types))
         else:
-            cells = [frame[c].tolist() if frame[c].dtype.kind == "f"
-                     else frame[c].astype(object).where(frame[c].notna(), None).tolist() for c in frame.columns]
+            cells = [
+                frame[c].tolist()
+                if frame[c].dtype.kind == "f"
+                else frame[c].astype(object).where(frame[c].notna(), None).tolist()
+                for c in frame.columns
+            ]
             with raw.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in zip(*cells):
                     copy.write_row(row)
 
-    def read_long_values(self, conn: sa.Connection, segment_sql: str, params: dict,
-                         feature_ids: np.ndarray | None = None) -> pd.DataFrame:
+    def read_long_values(
+        self, conn: sa.Connection, segment_sql: str, params: dict, feature_ids: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """(segment_id, feature_id, value) of the segments ``segment_sql`` selects, fast.
 
         ``segment_sql`` is a SELECT of segment ids; it is inlined with its parameters bound.
@@ -406,8 +469,11 @@ class Store:
         if feature_ids is not None:
             where += " AND feature_id IN (" + ",".join(str(int(i)) for i in feature_ids) + ")"
         sql = f"SELECT segment_id, feature_id, value FROM feature_values WHERE {where}"
-        compiled = str(sa.text(sql).bindparams(**params).compile(
-            dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        compiled = str(
+            sa.text(sql)
+            .bindparams(**params)
+            .compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        )
         raw = conn.connection.driver_connection
         if self.dialect == "duckdb":
             return raw.execute(compiled).df()
@@ -415,8 +481,9 @@ class Store:
         with raw.cursor().copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)") as copy:
             for chunk in copy:
                 buffer += chunk
-        return _parse_pg_binary_copy(bytes(buffer), ["segment_id", "feature_id", "value"],
-                                     [">i8", ">i8", ">f8"])
+        return _parse_pg_binary_copy(
+            bytes(buffer), ["segment_id", "feature_id", "value"], [">i8", ">i8", ">f8"]
+        )
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -525,14 +592,18 @@ def _parse_pg_binary_copy(data: bytes, names: list[str], dtypes: list[str]) -> p
     fields: list[tuple[str, str]] = [("n", ">i2")]
     for name, dtype in zip(names, dtypes):
         fields += [(f"len_{name}", ">i4"), (name, dtype)]
-    body = data[len(_PG_HEADER):-2]
+    body = data[len(_PG_HEADER) : -2]
     rows = np.frombuffer(body, dtype=fields)
-    return pd.DataFrame({name: rows[name].astype(dtype.replace(">", "<")) for name, dtype in zip(names, dtypes)})
+    return pd.DataFrame(
+        {name: rows[name].astype(dtype.replace(">", "<")) for name, dtype in zip(names, dtypes)}
+    )
 
 
 def _explain_connect_error(url: str, exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "lock" in text.lower():
-        return (f"the store {url} is in use by another process that is writing to it; "
-                f"wait for it to finish ({text})")
+        return (
+            f"the store {url} is in use by another process that is writing to it; "
+            f"wait for it to finish ({text})"
+        )
     return f"cannot open the store {url}: {text}"

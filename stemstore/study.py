@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -43,7 +43,9 @@ def _current_run(store: Store, kind: str, group: str, params: dict, segment_ids:
     whose segment snapshot is exactly ``segment_ids``, if any."""
     runs = store.read_sql(
         "SELECT id, params FROM runs WHERE kind = :k AND group_name = :g AND status = 'done' "
-        "AND NOT stale ORDER BY id DESC", {"k": kind, "g": group})
+        "AND NOT stale ORDER BY id DESC",
+        {"k": kind, "g": group},
+    )
     for run_id, run_params in zip(runs["id"], runs["params"]):
         stored = json.loads(run_params) if isinstance(run_params, str) else run_params
         if any(stored.get(k) != v for k, v in params.items()):
@@ -54,9 +56,19 @@ def _current_run(store: Store, kind: str, group: str, params: dict, segment_ids:
     return None
 
 
-def run_study(store: Store, group: str, *, select_preset: str = "fast", regress_preset: str = "tuned",
-              seed: int = 0, workers: int = 1, window: float = 10.0, n_jobs: int | None = -1,
-              say: Say = _quiet, progress_factory=None) -> StudyResult:
+def run_study(
+    store: Store,
+    group: str,
+    *,
+    select_preset: str = "fast",
+    regress_preset: str = "tuned",
+    seed: int = 0,
+    workers: int = 1,
+    window: float = 10.0,
+    n_jobs: int | None = -1,
+    say: Say = _quiet,
+    progress_factory=None,
+) -> StudyResult:
     """segment → extract → select → regress for ``group``, reusing current results.
 
     ``progress_factory(label)`` gives a context manager yielding a ``progress(done, total)``
@@ -69,32 +81,59 @@ def run_study(store: Store, group: str, *, select_preset: str = "fast", regress_
 
     store.group_instruments(group)  # unknown group: a clear error before any work
     result = StudyResult(group)
-    _with_progress(progress_factory, f"segmenting {group}",
-                   lambda p: segment(store, groups=[group], window=window, progress=p))
-    _with_progress(progress_factory, "extracting features", lambda p: extract(store, workers=workers, progress=p))
+    _with_progress(
+        progress_factory,
+        f"segmenting {group}",
+        lambda p: segment(store, groups=[group], window=window, progress=p),
+    )
+    _with_progress(
+        progress_factory, "extracting features", lambda p: extract(store, workers=workers, progress=p)
+    )
 
     segments = segment_table(store, group=group)
     n_raw, n_stem = int((segments["role"] == "raw").sum()), int((segments["role"] == "stem").sum())
     ids = set(segments["segment_id"].astype(int))
     select_params = {"preset": select_preset, "random_state": seed}
     result.selection_run = _current_or_new(
-        store, result, "selection", select_params, ids, say,
+        store,
+        result,
+        "selection",
+        select_params,
+        ids,
+        say,
         f"selecting features ({n_raw} raw and {n_stem} stem segments, {select_preset} preset)",
-        lambda: select(store, group, preset=select_preset, seed=seed, n_jobs=n_jobs))
+        lambda: select(store, group, preset=select_preset, seed=seed, n_jobs=n_jobs),
+    )
     if result.selection_run is None:
         return result
 
     regress_params = {"preset": regress_preset, "seed": seed, "selection_run": result.selection_run}
     paired = set(segments.loc[segments["pair"].notna(), "segment_id"].astype(int))
     result.regression_run = _current_or_new(
-        store, result, "regression", regress_params, paired, say, f"regression ({regress_preset} preset)",
-        lambda: regress(store, group, selection_run=result.selection_run, preset=regress_preset,
-                        seed=seed, n_jobs=n_jobs))
+        store,
+        result,
+        "regression",
+        regress_params,
+        paired,
+        say,
+        f"regression ({regress_preset} preset)",
+        lambda: regress(
+            store, group, selection_run=result.selection_run, preset=regress_preset, seed=seed, n_jobs=n_jobs
+        ),
+    )
     return result
 
 
-def _current_or_new(store: Store, result: StudyResult, kind: str, params: dict, segment_ids: set[int],
-                    say: Say, doing: str, run) -> int | None:
+def _current_or_new(
+    store: Store,
+    result: StudyResult,
+    kind: str,
+    params: dict,
+    segment_ids: set[int],
+    say: Say,
+    doing: str,
+    run,
+) -> int | None:
     """The current run of ``kind`` if there is one, else the id ``run()`` makes; None (and the
     reason in ``result.skipped``) when the group cannot be analysed."""
     run_id = _current_run(store, kind, result.group, params, segment_ids)
@@ -125,9 +164,20 @@ class DemoResult:
     figures: list[Path]
 
 
-def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, seconds: float = 30.0,
-             seed: int = 0, workers: int = 2, window: float = 10.0, regress_preset: str = "paper",
-             groups: tuple[str, ...] = DEFAULT_GROUPS, say: Say = _quiet, progress_factory=None) -> DemoResult:
+def run_demo(
+    directory: Path,
+    *,
+    db: str | None = None,
+    multitracks: int = 20,
+    seconds: float = 30.0,
+    seed: int = 0,
+    workers: int = 2,
+    window: float = 10.0,
+    regress_preset: str = "paper",
+    groups: tuple[str, ...] = DEFAULT_GROUPS,
+    say: Say = _quiet,
+    progress_factory=None,
+) -> DemoResult:
     """The main job: synthesise a corpus, ingest, segment, extract, select (fast preset),
     regress, then the study's tables and figures. Everything goes under ``directory``
     (the store too, unless ``db`` names one); a rerun reuses all of it."""
@@ -149,9 +199,13 @@ def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, s
         if corpus.exists() and any(corpus.iterdir()):
             raise StemstoreError(f"{corpus} holds another corpus: remove it or choose another --dir")
         say(f"corpus: synthesising {multitracks} multitracks × {seconds:g} s into {corpus}")
-        _with_progress(progress_factory, "synthesising",
-                       lambda p: synthesize_corpus(corpus, n_multitracks=multitracks, seconds=seconds,
-                                                   seed=seed, progress=p))
+        _with_progress(
+            progress_factory,
+            "synthesising",
+            lambda p: synthesize_corpus(
+                corpus, n_multitracks=multitracks, seconds=seconds, seed=seed, progress=p
+            ),
+        )
         marker.write_text(json.dumps(wanted))
 
     store = Store.open(db or str(directory / "stemstore.duckdb"), create=True, check_schema=False)
@@ -161,16 +215,27 @@ def run_demo(directory: Path, *, db: str | None = None, multitracks: int = 20, s
         say(f"ingest: {summary.describe()}")
         studies = []
         for group in groups:
-            study = run_study(store, group, select_preset="fast", regress_preset=regress_preset, seed=seed,
-                              workers=workers, window=window, say=say, progress_factory=progress_factory)
+            study = run_study(
+                store,
+                group,
+                select_preset="fast",
+                regress_preset=regress_preset,
+                seed=seed,
+                workers=workers,
+                window=window,
+                say=say,
+                progress_factory=progress_factory,
+            )
             if study.skipped:
                 say(f"{group}: not analysed: {study.skipped}")
             elif study.reused:
                 say(f"{group}: reused {', '.join(study.reused)}")
             studies.append(study)
         analysed = [s.group for s in studies if not s.skipped]
-        tables = {name: report(store, name, groups=list(groups) if name == "table2" else analysed)
-                  for name in STUDY_TABLES}
+        tables = {
+            name: report(store, name, groups=list(groups) if name == "table2" else analysed)
+            for name in STUDY_TABLES
+        }
         figures = _write_figures(store, directory / "figures", [s for s in studies if not s.skipped])
         return DemoResult(directory, store.label, studies, tables, figures)
 

@@ -58,7 +58,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 import pedalboard
@@ -89,6 +90,7 @@ ProgressCallback = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------------
 # 1. Structures from real MedleyDB metadata
 # --------------------------------------------------------------------------------------------
+
 
 def derive_structures(metadata_dir: Path | str) -> list[dict]:
     """The multitrack structures of MedleyDB, restricted to the default instrument groups.
@@ -127,8 +129,7 @@ def derive_structures(metadata_dir: Path | str) -> list[dict]:
                 raw_label = raws[raw_id].get("instrument")
                 in_groups = isinstance(raw_label, str) and raw_label in INSTRUMENT_GROUP
                 raw_labels.append(raw_label if in_groups else label)
-            entry = {"instrument": label, "component": stem.get("component") or "",
-                     "n_raw": len(raw_labels)}
+            entry = {"instrument": label, "component": stem.get("component") or "", "n_raw": len(raw_labels)}
             if any(raw_label != label for raw_label in raw_labels):
                 entry["raw_instruments"] = raw_labels
             stems.append(entry)
@@ -148,7 +149,7 @@ def write_structures(structures: list[dict], path: Path | str) -> None:
     lines = [json.dumps(s, ensure_ascii=False, separators=(",", ":")) for s in structures]
     header = {
         "description": "Structures of the MedleyDB multitracks (metadata: MIT licence) restricted "
-                       "to the default instrument groups; see stemstore.synth.derive_structures.",
+        "to the default instrument groups; see stemstore.synth.derive_structures.",
         "groups": {group: list(labels) for group, labels in DEFAULT_GROUPS.items()},
     }
     text = json.dumps(header, ensure_ascii=False)[:-1]
@@ -166,11 +167,12 @@ def load_structures() -> list[dict]:
 # 2. The song: tempo, harmony, melody, dynamics shared by all parts of a multitrack
 # --------------------------------------------------------------------------------------------
 
+
 class Note(NamedTuple):
-    onset: float       # seconds
-    duration: float    # seconds
-    midi: float        # MIDI pitch (may be fractional for speech)
-    velocity: float    # 0..1
+    onset: float  # seconds
+    duration: float  # seconds
+    midi: float  # MIDI pitch (may be fractional for speech)
+    velocity: float  # 0..1
 
 
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
@@ -198,12 +200,12 @@ class Song:
     sample_rate: int
     n_samples: int
     tempo_bpm: float
-    root: int                      # pitch class of the key, 0 = C
-    mode: str                      # "major" or "minor"
-    progression: tuple[int, ...]   # scale degrees, one per bar, repeating
-    bar_energy: np.ndarray         # 0..1 per bar: verse/chorus dynamics
-    melody: list[Note]             # in a female-singer register; others transpose it
-    room_size: float = 0.5         # of the recording room (pedalboard.Reverb's room_size)
+    root: int  # pitch class of the key, 0 = C
+    mode: str  # "major" or "minor"
+    progression: tuple[int, ...]  # scale degrees, one per bar, repeating
+    bar_energy: np.ndarray  # 0..1 per bar: verse/chorus dynamics
+    melody: list[Note]  # in a female-singer register; others transpose it
+    room_size: float = 0.5  # of the recording room (pedalboard.Reverb's room_size)
 
     @property
     def beat_s(self) -> float:
@@ -246,12 +248,21 @@ def _plan_song(rng: np.random.Generator, seconds: float, sample_rate: int) -> So
     progression = _PROGRESSIONS[mode][rng.integers(len(_PROGRESSIONS[mode]))]
     n_bars = int(math.ceil(seconds / (4 * 60.0 / tempo))) + 1
     # Sections of four bars alternate between quieter verses and louder choruses.
-    section_level = [0.6 + 0.15 * rng.random() if s % 2 == 0 else 0.9 + 0.1 * rng.random()
-                     for s in range(n_bars // 4 + 1)]
+    section_level = [
+        0.6 + 0.15 * rng.random() if s % 2 == 0 else 0.9 + 0.1 * rng.random() for s in range(n_bars // 4 + 1)
+    ]
     bar_energy = np.array([section_level[b // 4] for b in range(n_bars)])
-    song = Song(sample_rate, int(round(seconds * sample_rate)), tempo, int(rng.integers(12)),
-                mode, tuple(progression), bar_energy, [],
-                room_size=round(float(rng.uniform(0.2, 0.8)), 3))
+    song = Song(
+        sample_rate,
+        int(round(seconds * sample_rate)),
+        tempo,
+        int(rng.integers(12)),
+        mode,
+        tuple(progression),
+        bar_energy,
+        [],
+        room_size=round(float(rng.uniform(0.2, 0.8)), 3),
+    )
     song.melody = _compose_melody(song, rng)
     return song
 
@@ -263,7 +274,7 @@ def _compose_melody(song: Song, rng: np.random.Generator) -> list[Note]:
     index = len(pitches) // 2
     notes = []
     for bar in range(song.n_bars):
-        if bar % 4 == 3 and rng.random() < 0.7:   # breathe at the end of a phrase
+        if bar % 4 == 3 and rng.random() < 0.7:  # breathe at the end of a phrase
             continue
         chord = song.chord(bar)
         for start, length in _MELODY_RHYTHMS[rng.integers(len(_MELODY_RHYTHMS))]:
@@ -272,8 +283,9 @@ def _compose_melody(song: Song, rng: np.random.Generator) -> list[Note]:
                 candidates = [i for i, m in enumerate(pitches) if m % 12 in chord]
                 index = min(candidates, key=lambda i: abs(i - index))
             velocity = song.bar_energy[bar] * rng.uniform(0.8, 1.0)
-            notes.append(Note(bar * song.bar_s + start * eighth, length * eighth * 0.95,
-                              pitches[index], velocity))
+            notes.append(
+                Note(bar * song.bar_s + start * eighth, length * eighth * 0.95, pitches[index], velocity)
+            )
     return notes
 
 
@@ -301,8 +313,8 @@ def _voicing(chord: list[int], low: int, high: int, max_notes: int) -> list[int]
 # 3. Parts: the notes each instrument plays
 # --------------------------------------------------------------------------------------------
 
-def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
-                every_bar: bool = False) -> list[Note]:
+
+def _part_notes(instrument: str, song: Song, rng: np.random.Generator, every_bar: bool = False) -> list[Note]:
     """The notes of one stem's part, in that instrument's register and idiom.
 
     Parts rest in some bars; a part that would be silent throughout (short songs) is
@@ -324,20 +336,23 @@ def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
         for bar in np.flatnonzero(active):
             root = _nearest_octave(song.chord(bar)[0], 28)
             fifth = _nearest_octave(song.chord(bar)[2], root)
-            if pattern == 0:      # quarter notes on the root
+            if pattern == 0:  # quarter notes on the root
                 steps = [(b, 0.9, root) for b in range(4)]
-            elif pattern == 1:    # driving eighths
+            elif pattern == 1:  # driving eighths
                 steps = [(b / 2, 0.45, root) for b in range(8)]
-            elif pattern == 2:    # root, fifth, octave, fifth
+            elif pattern == 2:  # root, fifth, octave, fifth
                 steps = [(0, 0.9, root), (1, 0.9, fifth), (2, 0.9, root + 12), (3, 0.9, fifth)]
-            else:                 # syncopated
+            else:  # syncopated
                 steps = [(0, 1.4, root), (1.5, 0.45, root), (2, 1.4, fifth), (3.5, 0.45, root + 12)]
             for offset, length, midi in steps:
                 add(bar, offset, length, midi, 1.0 if offset == 0 else 0.85)
 
     elif instrument in ("clean electric guitar", "acoustic guitar", "distorted electric guitar"):
-        style = "power" if instrument == "distorted electric guitar" else \
-            ("strum" if instrument == "acoustic guitar" or rng.random() < 0.5 else "arpeggio")
+        style = (
+            "power"
+            if instrument == "distorted electric guitar"
+            else ("strum" if instrument == "acoustic guitar" or rng.random() < 0.5 else "arpeggio")
+        )
         strums = ((0, 1), (1, 0.5), (1.5, 1), (2.5, 0.5), (3, 1))
         for bar in np.flatnonzero(active):
             chord = song.chord(bar)
@@ -362,8 +377,13 @@ def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
         for bar in np.flatnonzero(active):  # forward rolls in sixteenths
             voicing = _voicing(song.chord(bar), 55, 79, 5)
             for sixteenth in range(16):
-                add(bar, sixteenth / 4, 0.5, voicing[(sixteenth * 2) % len(voicing)],
-                    1.0 if sixteenth % 4 == 0 else 0.75)
+                add(
+                    bar,
+                    sixteenth / 4,
+                    0.5,
+                    voicing[(sixteenth * 2) % len(voicing)],
+                    1.0 if sixteenth % 4 == 0 else 0.75,
+                )
 
     elif instrument in ("piano", "tack piano"):
         stride = instrument == "tack piano" or rng.random() < 0.3
@@ -371,18 +391,23 @@ def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
             chord = song.chord(bar)
             left = _nearest_octave(chord[0], 36)
             right = _voicing(chord, 55, 74, 4)
-            if stride:   # bass on 1 and 3, chord on 2 and 4
+            if stride:  # bass on 1 and 3, chord on 2 and 4
                 for offset in (0, 2):
                     add(bar, offset, 0.9, left)
                     for midi in right:
                         add(bar, offset + 1, 0.8, midi, 0.8)
-            else:        # held chords on 1 and 3 with a fill on 4
+            else:  # held chords on 1 and 3 with a fill on 4
                 for offset in (0, 2):
                     add(bar, offset, 1.9, left)
                     for midi in right:
                         add(bar, offset, 1.9, midi, 0.9)
-                add(bar, 3.5, 0.5, right[-1] + 2 if (right[-1] + 2 - song.root) % 12 in song.scale
-                    else right[-1], 0.7)
+                add(
+                    bar,
+                    3.5,
+                    0.5,
+                    right[-1] + 2 if (right[-1] + 2 - song.root) % 12 in song.scale else right[-1],
+                    0.7,
+                )
 
     elif instrument == "electric piano":
         for bar in np.flatnonzero(active):
@@ -415,15 +440,20 @@ def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
                 notes.append(note._replace(midi=note.midi + shift))
 
     elif instrument == "male rapper":
-        base = float(rng.uniform(43, 48))   # speaking pitch, about 100-130 Hz
+        base = float(rng.uniform(43, 48))  # speaking pitch, about 100-130 Hz
         sixteenth = beat / 4
         for bar in np.flatnonzero(active):
             for step in range(16):
-                if rng.random() < 0.25:        # rests between words
+                if rng.random() < 0.25:  # rests between words
                     continue
                 contour = base + 2.0 * math.cos(math.pi * step / 16) + rng.normal(0, 1.5)
-                add(bar, step / 4, 0.9 * rng.choice((1, 1, 2)) * sixteenth / beat, contour,
-                    1.0 if step % 4 == 0 else 0.8)
+                add(
+                    bar,
+                    step / 4,
+                    0.9 * rng.choice((1, 1, 2)) * sixteenth / beat,
+                    contour,
+                    1.0 if step % 4 == 0 else 0.8,
+                )
     else:
         raise ValueError(f"no part for instrument {instrument!r}")
     # Notes must start (and be heard) at least 0.1 s before the end.
@@ -437,12 +467,20 @@ def _part_notes(instrument: str, song: Song, rng: np.random.Generator,
 # 4. Voices: notes -> a dry performance signal
 # --------------------------------------------------------------------------------------------
 
+
 def _midi_hz(midi: float | np.ndarray) -> float | np.ndarray:
     return 440.0 * 2.0 ** ((np.asarray(midi) - 69.0) / 12.0)
 
 
-def _karplus_strong(freq: float, n_samples: int, sr: int, rng: np.random.Generator,
-                    t60_s: float, brightness: float, pluck_position: float) -> np.ndarray:
+def _karplus_strong(
+    freq: float,
+    n_samples: int,
+    sr: int,
+    rng: np.random.Generator,
+    t60_s: float,
+    brightness: float,
+    pluck_position: float,
+) -> np.ndarray:
     """A plucked string (Karplus-Strong), vectorised one period at a time.
 
     ``y[n] = x[n] + rho * (y[n-L] + y[n-L-1]) / 2`` only looks back at least one period, so a
@@ -456,32 +494,38 @@ def _karplus_strong(freq: float, n_samples: int, sr: int, rng: np.random.Generat
     burst = signal.lfilter([brightness], [1, -(1 - brightness)], burst)
     p = max(1, int(pluck_position * L))
     burst[p:] -= burst[:-p].copy()
-    rho = 10 ** (-3 / (t60_s * freq))        # per-period loss giving the wanted T60
+    rho = 10 ** (-3 / (t60_s * freq))  # per-period loss giving the wanted T60
     n_stretched = int(n_samples * L / period) + 2
     n_periods = n_stretched // L + 2
-    y = np.zeros((n_periods + 1) * L + 1)    # y[0] is a zero so that y[n-L-1] exists
-    y[1:L + 1] = burst
+    y = np.zeros((n_periods + 1) * L + 1)  # y[0] is a zero so that y[n-L-1] exists
+    y[1 : L + 1] = burst
     for k in range(1, n_periods):
         start = 1 + k * L
-        prev = y[start - L:start]
-        prev_minus_one = y[start - L - 1:start - 1]
-        y[start:start + L] = rho * 0.5 * (prev + prev_minus_one)
+        prev = y[start - L : start]
+        prev_minus_one = y[start - L - 1 : start - 1]
+        y[start : start + L] = rho * 0.5 * (prev + prev_minus_one)
     y = y[1:]
     # Resample so that the integer period L becomes the exact period.
     positions = np.arange(n_samples) * (L / period)
     return np.interp(positions, np.arange(len(y)), y)
 
 
-def _additive_note(freq: float, n_samples: int, sr: int, partial_amps: np.ndarray,
-                   decays_s: np.ndarray, inharmonicity: float, detune_cents: float = 0.0,
-                   ) -> np.ndarray:
+def _additive_note(
+    freq: float,
+    n_samples: int,
+    sr: int,
+    partial_amps: np.ndarray,
+    decays_s: np.ndarray,
+    inharmonicity: float,
+    detune_cents: float = 0.0,
+) -> np.ndarray:
     """Sum of exponentially decaying partials (piano-like), optionally doubled and detuned.
 
     Computed in float32: numpy's float32 sin/exp are vectorised and ten times faster.
     """
     t = np.arange(n_samples, dtype=np.float32) / np.float32(sr)
     k = np.arange(1, len(partial_amps) + 1)
-    freqs = k * freq * np.sqrt(1 + inharmonicity * k ** 2)
+    freqs = k * freq * np.sqrt(1 + inharmonicity * k**2)
     keep = freqs < 0.45 * sr
     out = np.zeros(n_samples, dtype=np.float32)
     for f, a, d in zip(freqs[keep], partial_amps[keep], decays_s[keep]):
@@ -511,8 +555,9 @@ class _NoteBank:
         return self._cache[midi]
 
 
-def _place_notes(notes: list[Note], bank: _NoteBank, n_samples: int, sr: int,
-                 release_s: float = 0.04) -> np.ndarray:
+def _place_notes(
+    notes: list[Note], bank: _NoteBank, n_samples: int, sr: int, release_s: float = 0.04
+) -> np.ndarray:
     """Add each note's waveform at its onset, cut at its end with a short release."""
     out = np.zeros(n_samples)
     release = max(1, int(release_s * sr))
@@ -525,17 +570,17 @@ def _place_notes(notes: list[Note], bank: _NoteBank, n_samples: int, sr: int,
             continue
         segment = wave[:length] * note.velocity
         tail = min(release, length)
-        segment[length - tail:] *= fade[release - tail:]
-        out[start:start + length] += segment
+        segment[length - tail :] *= fade[release - tail :]
+        out[start : start + length] += segment
     return out
 
 
-def _envelope(n_samples: int, sr: int, attack_s: float, decay_s: float, sustain: float,
-              release_s: float, note_s: float) -> np.ndarray:
+def _envelope(
+    n_samples: int, sr: int, attack_s: float, decay_s: float, sustain: float, release_s: float, note_s: float
+) -> np.ndarray:
     """ADSR envelope of a note held for ``note_s`` seconds (length ``n_samples``)."""
     t = np.arange(n_samples) / sr
-    env = np.where(t < attack_s, t / attack_s,
-                   sustain + (1 - sustain) * np.exp(-(t - attack_s) / decay_s))
+    env = np.where(t < attack_s, t / attack_s, sustain + (1 - sustain) * np.exp(-(t - attack_s) / decay_s))
     released = t > note_s
     env[released] *= np.exp(-(t[released] - note_s) / release_s)
     return env
@@ -545,8 +590,9 @@ def _saw(freq: float, n_samples: int, sr: int, phase0: float) -> np.ndarray:
     return 2.0 * np.mod(phase0 + freq * np.arange(n_samples) / sr, 1.0) - 1.0
 
 
-def _render_synth(notes: list[Note], n_samples: int, sr: int, rng: np.random.Generator,
-                  bass: bool) -> np.ndarray:
+def _render_synth(
+    notes: list[Note], n_samples: int, sr: int, rng: np.random.Generator, bass: bool
+) -> np.ndarray:
     """Detuned sawtooth voices (plus a sine sub for synth bass) through a lowpass filter."""
     detune = rng.uniform(5, 15)
     attack = 0.005 if bass else rng.uniform(0.005, 0.08)
@@ -557,13 +603,14 @@ def _render_synth(notes: list[Note], n_samples: int, sr: int, rng: np.random.Gen
         if length <= 0:
             continue
         freq = float(_midi_hz(note.midi))
-        voice = sum(_saw(freq * 2 ** (c / 1200), length, sr, rng.random())
-                    for c in (-detune, 0.0, detune)) / 3
+        voice = (
+            sum(_saw(freq * 2 ** (c / 1200), length, sr, rng.random()) for c in (-detune, 0.0, detune)) / 3
+        )
         if bass:
             sub = np.sin(np.arange(length, dtype=np.float32) * np.float32(2 * np.pi * freq / sr))
             voice = 0.6 * voice + 0.8 * sub
         env = _envelope(length, sr, attack, 0.25, 0.6, 0.06, note.duration)
-        out[start:start + length] += note.velocity * env * voice
+        out[start : start + length] += note.velocity * env * voice
     cutoff = rng.uniform(500, 1200) if bass else rng.uniform(1500, 5000)
     sos = signal.butter(2, cutoff, "low", fs=sr, output="sos")
     return signal.sosfilt(sos, out)
@@ -580,8 +627,9 @@ _VOWELS = {
 _FORMANT_GAINS = (1.0, 0.7, 0.5)
 
 
-def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Generator,
-                  label: str) -> np.ndarray:
+def _render_voice(
+    notes: list[Note], n_samples: int, sr: int, rng: np.random.Generator, label: str
+) -> np.ndarray:
     """Formant synthesis: a glottal pulse train following the notes through vowel resonators.
 
     Pitch glides between notes and has vibrato (singers) or speech-like jitter (rapper);
@@ -614,7 +662,8 @@ def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Gen
         return np.zeros(n_samples)
     # Each sample sings the vowel of the latest note that started (vowels hold through rests).
     vowel_of_sample = np.asarray(vowel_ids)[
-        np.searchsorted(vowel_starts, np.arange(n_samples), side="right") - 1]
+        np.searchsorted(vowel_starts, np.arange(n_samples), side="right") - 1
+    ]
     # Hold the pitch through rests, then glide (portamento) with a one-pole smoother.
     index = np.where(known, np.arange(n_samples), 0)
     np.maximum.accumulate(index, out=index)
@@ -636,8 +685,11 @@ def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Gen
     phase = np.cumsum(f0 / sr)
     phase = (phase - np.floor(phase)).astype(np.float32)  # float32: fast cos below
     opening, closing = np.float32(0.4), np.float32(0.16)
-    flow = np.where(phase < opening, 0.5 * (1 - np.cos(np.float32(np.pi) * phase / opening)),
-                    np.cos(np.float32(np.pi / 2) * np.clip(phase - opening, 0, closing) / closing))
+    flow = np.where(
+        phase < opening,
+        0.5 * (1 - np.cos(np.float32(np.pi) * phase / opening)),
+        np.cos(np.float32(np.pi / 2) * np.clip(phase - opening, 0, closing) / closing),
+    )
     flow = flow.astype(np.float64)
     glottal = np.diff(flow, prepend=0.0) * (sr / 1000)
     breathiness = 0.25 if rapper else 0.05
@@ -653,13 +705,13 @@ def _render_voice(notes: list[Note], n_samples: int, sr: int, rng: np.random.Gen
         if not is_vowel.any():
             continue
         weight = signal.lfilter([1 - smooth], [1, -smooth], is_vowel.astype(float))
-        resonators = [signal.iirpeak(f * formant_scale, f * formant_scale / bw, fs=sr)
-                      for f, bw in zip(*_VOWELS[name])]
+        resonators = [
+            signal.iirpeak(f * formant_scale, f * formant_scale / bw, fs=sr) for f, bw in zip(*_VOWELS[name])
+        ]
         # Filter only where this vowel is heard: a fraction of the track, much faster.
         for start, stop in _runs(audible & (weight > 1e-3)):
             segment = source[start:stop]
-            filtered = sum(g * signal.lfilter(b, a, segment)
-                           for (b, a), g in zip(resonators, _FORMANT_GAINS))
+            filtered = sum(g * signal.lfilter(b, a, segment) for (b, a), g in zip(resonators, _FORMANT_GAINS))
             voice[start:stop] += weight[start:stop] * filtered
     voiced = amplitude * voice
     # The voiced level depends much on pitch (pulse rate, formants): bring it to a common
@@ -678,9 +730,17 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
     def plucked(t60, brightness, length_s, pluck=None):
         pluck_position = pluck if pluck is not None else rng.uniform(0.1, 0.3)
         seed = int(rng.integers(2**31))
-        return _NoteBank(lambda midi: _karplus_strong(
-            float(_midi_hz(midi)), int(length_s * sr), sr, np.random.default_rng([seed, int(midi)]),
-            t60, brightness, pluck_position))
+        return _NoteBank(
+            lambda midi: _karplus_strong(
+                float(_midi_hz(midi)),
+                int(length_s * sr),
+                sr,
+                np.random.default_rng([seed, int(midi)]),
+                t60,
+                brightness,
+                pluck_position,
+            )
+        )
 
     def tone_control(x, cutoff_hz):  # the instrument's tone knob / pickup: a gentle lowpass
         return signal.sosfilt(signal.butter(2, cutoff_hz, "low", fs=sr, output="sos"), x)
@@ -692,14 +752,18 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
         out = _place_notes(notes, plucked(rng.uniform(1.5, 3.0), rng.uniform(0.5, 0.8), 2.5), n, sr)
         out = tone_control(out, rng.uniform(2500, 6000))
     elif label == "acoustic guitar":
-        out = _place_notes(notes, plucked(rng.uniform(2.0, 4.0), rng.uniform(0.7, 0.95), 2.5), n, sr,
-                           release_s=0.15)
-        body = pedalboard.Pedalboard([pedalboard.PeakFilter(rng.uniform(95, 120), 6.0, 2.0),
-                                      pedalboard.PeakFilter(rng.uniform(190, 240), 4.0, 2.0)])
+        out = _place_notes(
+            notes, plucked(rng.uniform(2.0, 4.0), rng.uniform(0.7, 0.95), 2.5), n, sr, release_s=0.15
+        )
+        body = pedalboard.Pedalboard(
+            [
+                pedalboard.PeakFilter(rng.uniform(95, 120), 6.0, 2.0),
+                pedalboard.PeakFilter(rng.uniform(190, 240), 4.0, 2.0),
+            ]
+        )
         out = body(out.astype(np.float32), sr).astype(np.float64)
     elif label == "banjo":
-        out = _place_notes(notes, plucked(rng.uniform(0.5, 0.9), 0.95, 1.0, pluck=0.08), n, sr,
-                           release_s=0.1)
+        out = _place_notes(notes, plucked(rng.uniform(0.5, 0.9), 0.95, 1.0, pluck=0.08), n, sr, release_s=0.1)
     elif label in ("piano", "tack piano"):
         tack = label == "tack piano"
         decay = rng.uniform(1.0, 2.0) * (0.6 if tack else 1.0)
@@ -707,16 +771,23 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
 
         def piano_note(midi):
             amps = 1.0 / k ** (1.0 if tack else 1.4)
-            return _additive_note(float(_midi_hz(midi)), int(2.5 * sr), sr, amps,
-                                  decay / (1 + 0.35 * (k - 1)) * (1.5 - (midi - 36) / 60),
-                                  inharmonicity=2e-4, detune_cents=12.0 if tack else 0.0)
+            return _additive_note(
+                float(_midi_hz(midi)),
+                int(2.5 * sr),
+                sr,
+                amps,
+                decay / (1 + 0.35 * (k - 1)) * (1.5 - (midi - 36) / 60),
+                inharmonicity=2e-4,
+                detune_cents=12.0 if tack else 0.0,
+            )
+
         out = _place_notes(notes, _NoteBank(piano_note), n, sr, release_s=0.15)
         hammer = np.zeros(n)
-        for note in notes:   # a short broadband thump at each onset
+        for note in notes:  # a short broadband thump at each onset
             start = int(note.onset * sr)
             length = min(int(0.01 * sr), n - start)
             if length > 0:
-                hammer[start:start + length] += note.velocity * np.hanning(length)
+                hammer[start : start + length] += note.velocity * np.hanning(length)
         out += 0.3 * signal.lfilter([1, -0.9], [1], hammer * rng.normal(0, 1, n))
     elif label == "electric piano":
         index0 = rng.uniform(2.0, 4.0)
@@ -726,10 +797,14 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
             t = np.arange(int(2.5 * sr), dtype=np.float32) / np.float32(sr)  # float32: fast
             index = np.float32(index0) * np.exp(t / np.float32(-0.3)) + np.float32(0.3)
             carrier = t * np.float32(2 * np.pi * f)
-            tine = 0.1 * np.exp(t / np.float32(-0.04)) * np.sin(t * np.float32(
-                2 * np.pi * min(14 * f, 0.4 * sr)))
+            tine = (
+                0.1
+                * np.exp(t / np.float32(-0.04))
+                * np.sin(t * np.float32(2 * np.pi * min(14 * f, 0.4 * sr)))
+            )
             note = np.exp(t / np.float32(-1.2)) * np.sin(carrier + index * np.sin(carrier)) + tine
             return note.astype(np.float64)
+
         out = _place_notes(notes, _NoteBank(rhodes_note), n, sr, release_s=0.1)
     elif label in ("synthesizer", "synth bass"):
         out = _render_synth(notes, n, sr, rng, bass=label == "synth bass")
@@ -740,7 +815,7 @@ def _render_part(label: str, notes: list[Note], song: Song, rng: np.random.Gener
     # A few milliseconds of fade at the ends keep the files free of clicks.
     fade = min(n // 2, int(0.01 * sr))
     out[:fade] *= np.linspace(0, 1, fade)
-    out[n - fade:] *= np.linspace(1, 0, fade)
+    out[n - fade :] *= np.linspace(1, 0, fade)
     return out
 
 
@@ -773,16 +848,32 @@ def _draw_mic(kind: str, rng: np.random.Generator) -> dict:
     if kind == "di":
         mic.update(delay_ms=0.0, highpass_hz=20.0, noise_db=u(-85, -75))
     elif kind == "close":
-        mic.update(delay_ms=u(0.3, 2.0), highpass_hz=u(30, 80), low_shelf_db=u(-2, 4),
-                   high_shelf_db=u(-4, 2), reverb_wet=u(0.02, 0.08),
-                   noise_db=u(-72, -62))
+        mic.update(
+            delay_ms=u(0.3, 2.0),
+            highpass_hz=u(30, 80),
+            low_shelf_db=u(-2, 4),
+            high_shelf_db=u(-4, 2),
+            reverb_wet=u(0.02, 0.08),
+            noise_db=u(-72, -62),
+        )
     elif kind == "amp":
-        mic.update(delay_ms=u(1.0, 4.0), highpass_hz=u(60, 100), lowpass_hz=u(4000, 7000),
-                   presence_db=u(1, 4), drive=u(1.2, 2.5), reverb_wet=u(0.02, 0.06),
-                   noise_db=u(-68, -58))
+        mic.update(
+            delay_ms=u(1.0, 4.0),
+            highpass_hz=u(60, 100),
+            lowpass_hz=u(4000, 7000),
+            presence_db=u(1, 4),
+            drive=u(1.2, 2.5),
+            reverb_wet=u(0.02, 0.06),
+            noise_db=u(-68, -58),
+        )
     elif kind == "room":
-        mic.update(delay_ms=u(5.0, 20.0), highpass_hz=u(40, 80), lowpass_hz=u(6000, 12000),
-                   reverb_wet=u(0.2, 0.4), noise_db=u(-62, -52))
+        mic.update(
+            delay_ms=u(5.0, 20.0),
+            highpass_hz=u(40, 80),
+            lowpass_hz=u(6000, 12000),
+            reverb_wet=u(0.2, 0.4),
+            noise_db=u(-62, -52),
+        )
     else:
         raise ValueError(kind)
     return mic
@@ -794,8 +885,9 @@ def _room_sound(performance: np.ndarray, room_size: float, sr: int) -> np.ndarra
     return reverb(performance.astype(np.float32), sr).astype(np.float64)
 
 
-def _record(performance: np.ndarray, room: np.ndarray | None, mic: dict, sr: int,
-            rng: np.random.Generator) -> np.ndarray:
+def _record(
+    performance: np.ndarray, room: np.ndarray | None, mic: dict, sr: int, rng: np.random.Generator
+) -> np.ndarray:
     """The raw track a microphone makes of a performance, quantised to 24 bits.
 
     ``room`` is the room's reverb of the performance (:func:`_room_sound`), shared by all
@@ -811,9 +903,11 @@ def _record(performance: np.ndarray, room: np.ndarray | None, mic: dict, sr: int
     plugins = [pedalboard.HighpassFilter(mic["highpass_hz"])]
     if "lowpass_hz" in mic:
         plugins.append(pedalboard.LowpassFilter(mic["lowpass_hz"]))
-    if "low_shelf_db" in mic:   # proximity effect / placement
-        plugins += [pedalboard.LowShelfFilter(150.0, mic["low_shelf_db"]),
-                    pedalboard.HighShelfFilter(6000.0, mic["high_shelf_db"])]
+    if "low_shelf_db" in mic:  # proximity effect / placement
+        plugins += [
+            pedalboard.LowShelfFilter(150.0, mic["low_shelf_db"]),
+            pedalboard.HighShelfFilter(6000.0, mic["high_shelf_db"]),
+        ]
     if "presence_db" in mic:
         plugins.append(pedalboard.PeakFilter(2000.0, mic["presence_db"], 1.0))
     x = pedalboard.Pedalboard(plugins)(x.astype(np.float32), sr).astype(np.float64)
@@ -833,26 +927,26 @@ def _quantise(x: np.ndarray) -> np.ndarray:
 # 6. Mixing chains: raws -> stem
 # --------------------------------------------------------------------------------------------
 
+
 def chain_from_spec(chain: list[dict]) -> pedalboard.Pedalboard:
     """A pedalboard from a chain spec: ``[{"plugin": "Compressor", "params": {...}}, ...]``.
 
     ``plugin`` is the name of a pedalboard class and ``params`` its constructor's keyword
     arguments; other keys (``role``) are documentation.
     """
-    return pedalboard.Pedalboard([getattr(pedalboard, step["plugin"])(**step["params"])
-                                  for step in chain])
+    return pedalboard.Pedalboard([getattr(pedalboard, step["plugin"])(**step["params"]) for step in chain])
 
 
-def render_stem(raws: list[np.ndarray], raw_gains_db: list[float], chain: list[dict],
-                sample_rate: int) -> np.ndarray:
+def render_stem(
+    raws: list[np.ndarray], raw_gains_db: list[float], chain: list[dict], sample_rate: int
+) -> np.ndarray:
     """``chain(sum_i 10^(gain_i/20) * raw_i)``: how every synthetic stem is made (float32 out)."""
     total = sum(10 ** (g / 20) * np.asarray(r, dtype=np.float64) for r, g in zip(raws, raw_gains_db))
     return chain_from_spec(chain)(np.asarray(total, dtype=np.float32), sample_rate)
 
 
 def _step(plugin: str, role: str, **params) -> dict:
-    return {"plugin": plugin, "role": role,
-            "params": {k: round(float(v), 2) for k, v in params.items()}}
+    return {"plugin": plugin, "role": role, "params": {k: round(float(v), 2) for k, v in params.items()}}
 
 
 def _peak_limiter(u: Callable[[float, float], float]) -> dict:
@@ -861,8 +955,14 @@ def _peak_limiter(u: Callable[[float, float], float]) -> dict:
     Its threshold is set by :func:`_mix_stem` to ``above_loud_db`` over the loud level of
     the signal reaching it, as an engineer sets a limiter by ear.
     """
-    step = _step("Compressor", "peak limiter", threshold_db=0.0, ratio=u(10, 20),
-                 attack_ms=u(0.1, 0.5), release_ms=u(20, 60))
+    step = _step(
+        "Compressor",
+        "peak limiter",
+        threshold_db=0.0,
+        ratio=u(10, 20),
+        attack_ms=u(0.1, 0.5),
+        release_ms=u(20, 60),
+    )
     step["above_loud_db"] = round(u(3, 6), 2)
     return step
 
@@ -875,41 +975,55 @@ def _draw_chain(instrument: str, rng: np.random.Generator) -> list[dict]:
     if group == "bass":
         chain += [
             _step("HighpassFilter", "rumble cut", cutoff_frequency_hz=u(25, 45)),
-            _step("LowShelfFilter", "weight", cutoff_frequency_hz=u(70, 120), gain_db=u(0, 4),
-                  q=0.71),
-            _step("PeakFilter", "mud cut", cutoff_frequency_hz=u(200, 400), gain_db=u(-6, -2),
-                  q=u(0.7, 1.5)),
-            _step("PeakFilter", "definition", cutoff_frequency_hz=u(700, 1500), gain_db=u(0, 4),
-                  q=1.0),
-            _step("Compressor", "compression", threshold_db=u(-26, -18),
-                  ratio=u(2, 4) if instrument == "synth bass" else u(3, 6),
-                  attack_ms=u(0.5, 5), release_ms=u(60, 200)),
+            _step("LowShelfFilter", "weight", cutoff_frequency_hz=u(70, 120), gain_db=u(0, 4), q=0.71),
+            _step("PeakFilter", "mud cut", cutoff_frequency_hz=u(200, 400), gain_db=u(-6, -2), q=u(0.7, 1.5)),
+            _step("PeakFilter", "definition", cutoff_frequency_hz=u(700, 1500), gain_db=u(0, 4), q=1.0),
+            _step(
+                "Compressor",
+                "compression",
+                threshold_db=u(-26, -18),
+                ratio=u(2, 4) if instrument == "synth bass" else u(3, 6),
+                attack_ms=u(0.5, 5),
+                release_ms=u(60, 200),
+            ),
             _peak_limiter(u),
         ]
     elif group == "guitar":
-        chain.append(_step("HighpassFilter", "low cut",
-                           cutoff_frequency_hz=u(60, 100) if instrument == "acoustic guitar"
-                           else u(70, 120)))
-        compressor = _step("Compressor", "compression", threshold_db=u(-26, -16),
-                           ratio=u(2, 4) if instrument == "acoustic guitar" else u(2.5, 5),
-                           attack_ms=u(2, 12), release_ms=u(80, 250))
+        chain.append(
+            _step(
+                "HighpassFilter",
+                "low cut",
+                cutoff_frequency_hz=u(60, 100) if instrument == "acoustic guitar" else u(70, 120),
+            )
+        )
+        compressor = _step(
+            "Compressor",
+            "compression",
+            threshold_db=u(-26, -16),
+            ratio=u(2, 4) if instrument == "acoustic guitar" else u(2.5, 5),
+            attack_ms=u(2, 12),
+            release_ms=u(80, 250),
+        )
         if instrument == "distorted electric guitar":
             # Compression goes before the drive (a pedal into the amp): after heavy distortion
             # there is no dynamics left to compress.
-            chain += [compressor,
-                      _step("Distortion", "amp drive", drive_db=u(24, 38)),
-                      _step("LowpassFilter", "cabinet", cutoff_frequency_hz=u(4500, 7500))]
+            chain += [
+                compressor,
+                _step("Distortion", "amp drive", drive_db=u(24, 38)),
+                _step("LowpassFilter", "cabinet", cutoff_frequency_hz=u(4500, 7500)),
+            ]
         elif instrument == "clean electric guitar" and rng.random() < 0.25:
             chain.append(_step("Distortion", "light drive", drive_db=u(4, 10)))
         chain += [
-            _step("PeakFilter", "mud cut", cutoff_frequency_hz=u(200, 500), gain_db=u(-5, -1),
-                  q=u(0.8, 1.5)),
-            _step("PeakFilter", "presence", cutoff_frequency_hz=u(2000, 4500), gain_db=u(1, 4),
-                  q=u(0.7, 1.2)),
+            _step("PeakFilter", "mud cut", cutoff_frequency_hz=u(200, 500), gain_db=u(-5, -1), q=u(0.8, 1.5)),
+            _step(
+                "PeakFilter", "presence", cutoff_frequency_hz=u(2000, 4500), gain_db=u(1, 4), q=u(0.7, 1.2)
+            ),
         ]
         if instrument in ("acoustic guitar", "banjo"):
-            chain.append(_step("HighShelfFilter", "air", cutoff_frequency_hz=u(6000, 10000),
-                               gain_db=u(0, 3), q=0.71))
+            chain.append(
+                _step("HighShelfFilter", "air", cutoff_frequency_hz=u(6000, 10000), gain_db=u(0, 3), q=0.71)
+            )
         if instrument != "distorted electric guitar":
             chain.append(compressor)
             if rng.random() < 0.5:
@@ -918,31 +1032,46 @@ def _draw_chain(instrument: str, rng: np.random.Generator) -> list[dict]:
         rapper = instrument == "male rapper"
         chain += [
             _step("HighpassFilter", "low cut", cutoff_frequency_hz=u(80, 140)),
-            _step("PeakFilter", "boxiness cut", cutoff_frequency_hz=u(250, 500), gain_db=u(-5, -2),
-                  q=u(1, 2)),
-            _step("PeakFilter", "presence", cutoff_frequency_hz=u(2500, 5000), gain_db=u(1, 4),
-                  q=u(0.7, 1.2)),
-            _step("HighShelfFilter", "de-essing", cutoff_frequency_hz=u(5500, 8000),
-                  gain_db=u(-6, -2), q=0.71),
-            _step("Compressor", "compression", threshold_db=u(-28, -18),
-                  ratio=u(4, 8) if rapper else u(3, 6), attack_ms=u(0.5, 3), release_ms=u(40, 150)),
+            _step(
+                "PeakFilter", "boxiness cut", cutoff_frequency_hz=u(250, 500), gain_db=u(-5, -2), q=u(1, 2)
+            ),
+            _step(
+                "PeakFilter", "presence", cutoff_frequency_hz=u(2500, 5000), gain_db=u(1, 4), q=u(0.7, 1.2)
+            ),
+            _step(
+                "HighShelfFilter", "de-essing", cutoff_frequency_hz=u(5500, 8000), gain_db=u(-6, -2), q=0.71
+            ),
+            _step(
+                "Compressor",
+                "compression",
+                threshold_db=u(-28, -18),
+                ratio=u(4, 8) if rapper else u(3, 6),
+                attack_ms=u(0.5, 3),
+                release_ms=u(40, 150),
+            ),
         ]
         chain.append(_peak_limiter(u))
         if rng.random() < 0.4:
             wet = u(0.05, 0.15)
-            chain.append(_step("Reverb", "plate", room_size=u(0.3, 0.7), wet_level=wet,
-                               dry_level=1 - wet, width=0.0))
+            chain.append(
+                _step("Reverb", "plate", room_size=u(0.3, 0.7), wet_level=wet, dry_level=1 - wet, width=0.0)
+            )
     else:  # keys
         chain += [
             _step("HighpassFilter", "low cut", cutoff_frequency_hz=u(30, 80)),
-            _step("LowShelfFilter", "low end", cutoff_frequency_hz=u(150, 300), gain_db=u(-4, 0),
-                  q=0.71),
-            _step("PeakFilter", "mid tone", cutoff_frequency_hz=u(800, 3000), gain_db=u(-3, 3),
-                  q=1.0),
-            _step("HighShelfFilter", "brilliance", cutoff_frequency_hz=u(5000, 9000),
-                  gain_db=u(-1, 3), q=0.71),
-            _step("Compressor", "compression", threshold_db=u(-24, -16), ratio=u(1.5, 3.5),
-                  attack_ms=u(3, 20), release_ms=u(100, 300)),
+            _step("LowShelfFilter", "low end", cutoff_frequency_hz=u(150, 300), gain_db=u(-4, 0), q=0.71),
+            _step("PeakFilter", "mid tone", cutoff_frequency_hz=u(800, 3000), gain_db=u(-3, 3), q=1.0),
+            _step(
+                "HighShelfFilter", "brilliance", cutoff_frequency_hz=u(5000, 9000), gain_db=u(-1, 3), q=0.71
+            ),
+            _step(
+                "Compressor",
+                "compression",
+                threshold_db=u(-24, -16),
+                ratio=u(1.5, 3.5),
+                attack_ms=u(3, 20),
+                release_ms=u(100, 300),
+            ),
         ]
         if rng.random() < 0.3:
             chain.append(_peak_limiter(u))
@@ -964,8 +1093,9 @@ def _loud_level_db(x: np.ndarray, sr: int) -> float:
     return 20 * math.log10(float(np.percentile(rms, 95)) + 1e-12)
 
 
-def _mix_stem(raws: list[np.ndarray], instrument: str, sr: int, rng: np.random.Generator
-              ) -> tuple[np.ndarray, list[float], list[dict]]:
+def _mix_stem(
+    raws: list[np.ndarray], instrument: str, sr: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[float], list[dict]]:
     """Make a stem from its raws; returns (stem, raw gains in dB, full chain spec).
 
     The chain opens with a trim (bringing the loud passages of the raw sum to -20..-16 dBFS
@@ -982,8 +1112,7 @@ def _mix_stem(raws: list[np.ndarray], instrument: str, sr: int, rng: np.random.G
     stem = np.asarray(total, dtype=np.float32)
     for step in chain:
         if "above_loud_db" in step:
-            step["params"]["threshold_db"] = round(
-                _loud_level_db(stem, sr) + step["above_loud_db"], 2)
+            step["params"]["threshold_db"] = round(_loud_level_db(stem, sr) + step["above_loud_db"], 2)
         stem = chain_from_spec([step])(stem, sr)
     fader = _step("Gain", "fader", gain_db=rng.uniform(-6, -1) - _peak_db(stem))
     chain.append(fader)
@@ -996,12 +1125,56 @@ def _mix_stem(raws: list[np.ndarray], instrument: str, sr: int, rng: np.random.G
 # --------------------------------------------------------------------------------------------
 
 _TITLES = (
-    "Amber", "Harbor", "Lantern", "Meadow", "Cinder", "Velvet", "Orbit", "Willow", "Tundra",
-    "Marble", "Ember", "Glacier", "Hollow", "Juniper", "Kestrel", "Lagoon", "Mirage", "Nimbus",
-    "Oasis", "Pebble", "Quartz", "Riverbed", "Saffron", "Thistle", "Umber", "Vesper", "Wander",
-    "Yonder", "Zephyr", "Beacon", "Cobalt", "Driftwood", "Echoes", "Foxglove", "Gossamer",
-    "Heron", "Ivory", "Jasmine", "Kaleidoscope", "Lullaby", "Monsoon", "Nocturne", "Obsidian",
-    "Paper", "Quiver", "Rosewood", "Satellite", "Tangerine", "Undertow", "Voyager",
+    "Amber",
+    "Harbor",
+    "Lantern",
+    "Meadow",
+    "Cinder",
+    "Velvet",
+    "Orbit",
+    "Willow",
+    "Tundra",
+    "Marble",
+    "Ember",
+    "Glacier",
+    "Hollow",
+    "Juniper",
+    "Kestrel",
+    "Lagoon",
+    "Mirage",
+    "Nimbus",
+    "Oasis",
+    "Pebble",
+    "Quartz",
+    "Riverbed",
+    "Saffron",
+    "Thistle",
+    "Umber",
+    "Vesper",
+    "Wander",
+    "Yonder",
+    "Zephyr",
+    "Beacon",
+    "Cobalt",
+    "Driftwood",
+    "Echoes",
+    "Foxglove",
+    "Gossamer",
+    "Heron",
+    "Ivory",
+    "Jasmine",
+    "Kaleidoscope",
+    "Lullaby",
+    "Monsoon",
+    "Nocturne",
+    "Obsidian",
+    "Paper",
+    "Quiver",
+    "Rosewood",
+    "Satellite",
+    "Tangerine",
+    "Undertow",
+    "Voyager",
 )
 
 
@@ -1036,14 +1209,19 @@ def _vocal_take(notes: list[Note], take: int, song: Song, rng: np.random.Generat
         return notes
     if rng.random() < 0.3:
         scale = song.scale_pitches(0, 127)
-        notes = [n._replace(midi=min((p for p in scale if p >= n.midi + 3), default=n.midi))
-                 for n in notes]
+        notes = [n._replace(midi=min((p for p in scale if p >= n.midi + 3), default=n.midi)) for n in notes]
     return [n._replace(onset=max(0.0, n.onset + rng.normal(0, 0.01))) for n in notes]
 
 
-def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
-                           seed_sequence: np.random.SeedSequence, seconds: float,
-                           sample_rate: int) -> dict:
+def _synthesize_multitrack(
+    root: Path,
+    number: int,
+    title: str,
+    structure: dict,
+    seed_sequence: np.random.SeedSequence,
+    seconds: float,
+    sample_rate: int,
+) -> dict:
     """Write one multitrack directory; returns its stems' and raws' instrument labels."""
     rng = np.random.default_rng(seed_sequence)
     artist = f"Synth{number:03d}"
@@ -1125,7 +1303,8 @@ def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
         "website": [],
     }
     (folder / f"{name}_METADATA.yaml").write_text(
-        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     mixing = {
         "multitrack": name,
         "structure_from": structure["name"],
@@ -1135,13 +1314,15 @@ def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
         "seconds": seconds,
         "subtype": WAV_SUBTYPE,
         "song": song.describe(),
-        "mix": {"filename": mix_file, "gain_db": mix_gain_db,
-                "how": "mix = 10^(gain_db/20) * sum of the stem files"},
+        "mix": {
+            "filename": mix_file,
+            "gain_db": mix_gain_db,
+            "how": "mix = 10^(gain_db/20) * sum of the stem files",
+        },
         "stem_formula": "stem = chain(sum over raws of 10^(gain_db/20) * raw file)",
         "stems": mixing_stems,
     }
-    (folder / f"{name}_MIXING.json").write_text(json.dumps(mixing, indent=1) + "\n",
-                                                encoding="utf-8")
+    (folder / f"{name}_MIXING.json").write_text(json.dumps(mixing, indent=1) + "\n", encoding="utf-8")
     return {
         "name": name,
         "stems": [s["instrument"] for s in structure["stems"]],
@@ -1149,10 +1330,15 @@ def _synthesize_multitrack(root: Path, number: int, title: str, structure: dict,
     }
 
 
-def synthesize_corpus(root: Path | str, n_multitracks: int = 20, seconds: float = 30.0,
-                      seed: int = 0, sample_rate: int = 44100,
-                      progress: ProgressCallback | None = None,
-                      workers: int | None = None) -> SynthSummary:
+def synthesize_corpus(
+    root: Path | str,
+    n_multitracks: int = 20,
+    seconds: float = 30.0,
+    seed: int = 0,
+    sample_rate: int = 44100,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> SynthSummary:
     """Write ``n_multitracks`` synthetic multitracks of ``seconds`` each under ``root``.
 
     Structures are drawn from the shipped MedleyDB structures with the seed (without
@@ -1161,20 +1347,31 @@ def synthesize_corpus(root: Path | str, n_multitracks: int = 20, seconds: float 
     CPU count); the files do not depend on it. Existing files of the same names are replaced.
     """
     if sample_rate < 32000:
-        raise ValueError(f"sample_rate {sample_rate} is too low: the microphone and mixing "
-                         "filters reach 12 kHz, so at least 32000 Hz is needed")
+        raise ValueError(
+            f"sample_rate {sample_rate} is too low: the microphone and mixing "
+            "filters reach 12 kHz, so at least 32000 Hz is needed"
+        )
     started = time.perf_counter()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     structures = load_structures()
     master = np.random.SeedSequence(seed)
     rng = np.random.default_rng(master)
-    chosen = rng.choice(len(structures), size=n_multitracks,
-                        replace=n_multitracks > len(structures))
+    chosen = rng.choice(len(structures), size=n_multitracks, replace=n_multitracks > len(structures))
     titles = rng.permutation(len(_TITLES))
     children = master.spawn(n_multitracks)
-    jobs = [(root, i + 1, _TITLES[titles[i % len(_TITLES)]], structures[int(chosen[i])],
-             children[i], float(seconds), int(sample_rate)) for i in range(n_multitracks)]
+    jobs = [
+        (
+            root,
+            i + 1,
+            _TITLES[titles[i % len(_TITLES)]],
+            structures[int(chosen[i])],
+            children[i],
+            float(seconds),
+            int(sample_rate),
+        )
+        for i in range(n_multitracks)
+    ]
 
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -1196,9 +1393,14 @@ def synthesize_corpus(root: Path | str, n_multitracks: int = 20, seconds: float 
     stems = Counter(label for r in results for label in r["stems"])
     raws = Counter(label for r in results for label in r["raws"])
     return SynthSummary(
-        root=root, seed=seed, sample_rate=int(sample_rate), seconds=float(seconds),
-        multitracks=[r["name"] for r in results], n_stems=sum(stems.values()),
-        n_raws=sum(raws.values()), stems_per_instrument=dict(sorted(stems.items())),
+        root=root,
+        seed=seed,
+        sample_rate=int(sample_rate),
+        seconds=float(seconds),
+        multitracks=[r["name"] for r in results],
+        n_stems=sum(stems.values()),
+        n_raws=sum(raws.values()),
+        stems_per_instrument=dict(sorted(stems.items())),
         raws_per_instrument=dict(sorted(raws.items())),
         elapsed_s=time.perf_counter() - started,
     )

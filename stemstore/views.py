@@ -54,8 +54,9 @@ def report_title(name: str) -> str:
 
 
 def view_names() -> list[str]:
-    return sorted(p.name[:-4] for p in resources.files("stemstore.queries").iterdir()
-                  if p.name.endswith(".sql"))
+    return sorted(
+        p.name[:-4] for p in resources.files("stemstore.queries").iterdir() if p.name.endswith(".sql")
+    )
 
 
 # -- views in migrations -------------------------------------------------------------------
@@ -75,7 +76,7 @@ class _ViewOp(MigrateOperation):
     def invoke_for_target(cls, operations: Operations, target: View):
         return operations.invoke(cls(target))
 
-    def reverse(self) -> "_ViewOp":
+    def reverse(self) -> _ViewOp:
         raise NotImplementedError
 
     @staticmethod
@@ -86,8 +87,13 @@ class _ViewOp(MigrateOperation):
         return getattr(module, constant)
 
     @classmethod
-    def replace(cls, operations: Operations, target: View, replaces: str | None = None,
-                replace_with: str | None = None):
+    def replace(
+        cls,
+        operations: Operations,
+        target: View,
+        replaces: str | None = None,
+        replace_with: str | None = None,
+    ):
         """Upgrade: ``replaces`` the earlier version by ``target``. Downgrade: replace ``target``
         by the earlier version ``replace_with``."""
         if replaces:
@@ -103,7 +109,7 @@ class _ViewOp(MigrateOperation):
 @Operations.register_operation("create_view", "invoke_for_target")
 @Operations.register_operation("replace_view", "replace")
 class CreateViewOp(_ViewOp):
-    def reverse(self) -> "DropViewOp":
+    def reverse(self) -> DropViewOp:
         return DropViewOp(self.target)
 
 

@@ -33,8 +33,9 @@ def require_shared(path: Path | str = SHARED) -> Path:
     path = Path(path)
     if path.exists():
         return path
-    message = (f"shared data not found: {path} (the shared folder is expected at {SHARED}, "
-               "beside the repository)")
+    message = (
+        f"shared data not found: {path} (the shared folder is expected at {SHARED}, beside the repository)"
+    )
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(f"{message}; CI=true, so this fails instead of skipping", pytrace=False)
     pytest.skip(message)

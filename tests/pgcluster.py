@@ -21,7 +21,9 @@ def _pg_bin(name: str) -> str:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not candidates:
-        raise RuntimeError(f"PostgreSQL's {name} not found: install Debian's postgresql package (make test does)")
+        raise RuntimeError(
+            f"PostgreSQL's {name} not found: install Debian's postgresql package (make test does)"
+        )
     return candidates[-1]
 
 
@@ -40,15 +42,33 @@ class PostgresCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         if self._as_root:
             shutil.chown(self.dir, "postgres")
             os.chmod(self.dir, 0o700)
-        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                  "-E", "UTF8", "--locale=C")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "log"), "-o",
-                  f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off "
-                  "-c synchronous_commit=off -c full_page_writes=off", "start")
+        self._run(
+            _pg_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        self._run(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-k {self.socket_dir} -c listen_addresses='' -p {self.port} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off",
+            "start",
+        )
         return self
 
     def stop(self) -> None:
@@ -63,8 +83,9 @@ class PostgresCluster:
     def create_database(self, name: str) -> str:
         import psycopg
 
-        with psycopg.connect(host=str(self.socket_dir), port=self.port, user=self.user,
-                             dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return self.url(name)

@@ -53,14 +53,17 @@ def test_groups_commands(cli_db):
     assert result.exit_code == 1 and result.output.strip() == "error: unknown group 'my-guitars'"
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM segments",
-    "DROP TABLE segments",
-    "WITH x AS (SELECT 1) INSERT INTO corpora (name, format, created_at) SELECT 'a', 'b', now()",
-    "SELECT 1; DELETE FROM segments",
-    "UPDATE segments SET stale = true",
-    "CREATE TABLE t (a int)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM segments",
+        "DROP TABLE segments",
+        "WITH x AS (SELECT 1) INSERT INTO corpora (name, format, created_at) SELECT 'a', 'b', now()",
+        "SELECT 1; DELETE FROM segments",
+        "UPDATE segments SET stale = true",
+        "CREATE TABLE t (a int)",
+    ],
+)
 def test_query_refuses_writes(cli_db, sql):
     before = run("query", "SELECT COUNT(*) AS n FROM corpora", "-f", "csv", db=cli_db).output
     result = run("query", sql, db=cli_db)
@@ -87,19 +90,22 @@ def test_user_errors_are_one_line(cli_db, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), (argv, result.output)
 
 
-@pytest.mark.parametrize("argv", [
-    ["select", "--group", "nope"],
-    ["select", "--group", "bass", "--preset", "huge"],
-    ["regress", "--group", "bass", "--preset", "weird"],
-    ["regress", "--group", "bass", "--features", "nosuch.feature"],
-    ["study", "--group", "nope"],
-    ["segment", "--window", "0.1"],
-    ["extract", "--workers", "0"],
-    ["predict", "/no/such/file.wav", "--group", "bass"],
-    ["ingest", "/no/such/corpus"],
-    ["plot", "pca", "--group", "nope", "-o", "x.png"],
-    ["report", "table6", "--run", "99999"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["select", "--group", "nope"],
+        ["select", "--group", "bass", "--preset", "huge"],
+        ["regress", "--group", "bass", "--preset", "weird"],
+        ["regress", "--group", "bass", "--features", "nosuch.feature"],
+        ["study", "--group", "nope"],
+        ["segment", "--window", "0.1"],
+        ["extract", "--workers", "0"],
+        ["predict", "/no/such/file.wav", "--group", "bass"],
+        ["ingest", "/no/such/corpus"],
+        ["plot", "pca", "--group", "nope", "-o", "x.png"],
+        ["report", "table6", "--run", "99999"],
+    ],
+)
 def test_pipeline_user_errors_are_one_line(tmp_path, argv):
     db = str(tmp_path / "s.duckdb")
     assert run("init", db=db).exit_code == 0
@@ -126,13 +132,19 @@ def test_store_held_by_another_writer(tmp_path):
     db = str(tmp_path / "held.duckdb")
     assert run("init", db=db).exit_code == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import duckdb, sys, time; c = duckdb.connect({db!r}); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys, time; c = duckdb.connect({db!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        result = subprocess.run([sys.executable, "-m", "cli.app", "groups", "list", "--db", db],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.app", "groups", "list", "--db", db], capture_output=True, text=True
+        )
         assert result.returncode == 1
         assert "in use by another process" in result.stderr
         assert "Traceback" not in result.stderr

@@ -15,8 +15,16 @@ from stemstore.regression import AveragingRegressor
 from stemstore.selection import RandomForestSelector
 
 ESTIMATORS = [
-    RandomForestSelector(n_forests=2, n_trees=5, n_fits_interp=2, n_trees_interp=5,
-                         n_fits_pred=2, n_trees_pred=5, min_class_count=1, random_state=0),
+    RandomForestSelector(
+        n_forests=2,
+        n_trees=5,
+        n_fits_interp=2,
+        n_trees_interp=5,
+        n_fits_pred=2,
+        n_trees_pred=5,
+        min_class_count=1,
+        random_state=0,
+    ),
     AveragingRegressor([("lr", LinearRegression()), ("knn", KNeighborsRegressor(n_neighbors=3))]),
 ]
 NOT_CLAIMED = {"check_array_api_input"}
@@ -26,12 +34,16 @@ def _name(check) -> str:
     return getattr(check, "func", check).__name__
 
 
-CHECKS = [(estimator, check) for base in ESTIMATORS
-          for estimator, check in estimator_checks_generator(base, legacy=True)
-          if _name(check) not in NOT_CLAIMED]
+CHECKS = [
+    (estimator, check)
+    for base in ESTIMATORS
+    for estimator, check in estimator_checks_generator(base, legacy=True)
+    if _name(check) not in NOT_CLAIMED
+]
 
 
-@pytest.mark.parametrize("estimator, check", CHECKS,
-                         ids=[f"{type(e).__name__}-{_name(c)}" for e, c in CHECKS])
+@pytest.mark.parametrize(
+    "estimator, check", CHECKS, ids=[f"{type(e).__name__}-{_name(c)}" for e, c in CHECKS]
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

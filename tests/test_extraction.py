@@ -38,18 +38,40 @@ runner = CliRunner()
 
 def _corpus(store, root: Path, n_multitracks: int, stems_each: int = 1, seconds: float = 3.0) -> None:
     labels = ["electric bass", "male singer", "piano"]
-    build_corpus(store, root, {
-        f"MT{i}": [{"code": f"S0{k}", "instrument": labels[k],
-                    "audio": with_burst(noise(seconds, 0.02, 100 * i + k), 0.5, tone(2.0, 110.0 * (k + 1 + i), 0.3)),
-                    "raws": [{"code": f"S0{k}/R01", "audio": with_burst(noise(seconds, 0.05, 100 * i + k + 50), 0.7,
-                                                                         tone(1.5, 110.0 * (k + 1 + i), 0.2))}]}
-                   for k in range(stems_each)]
-        for i in range(1, n_multitracks + 1)})
+    build_corpus(
+        store,
+        root,
+        {
+            f"MT{i}": [
+                {
+                    "code": f"S0{k}",
+                    "instrument": labels[k],
+                    "audio": with_burst(
+                        noise(seconds, 0.02, 100 * i + k), 0.5, tone(2.0, 110.0 * (k + 1 + i), 0.3)
+                    ),
+                    "raws": [
+                        {
+                            "code": f"S0{k}/R01",
+                            "audio": with_burst(
+                                noise(seconds, 0.05, 100 * i + k + 50),
+                                0.7,
+                                tone(1.5, 110.0 * (k + 1 + i), 0.2),
+                            ),
+                        }
+                    ],
+                }
+                for k in range(stems_each)
+            ]
+            for i in range(1, n_multitracks + 1)
+        },
+    )
 
 
 def _values_per_segment(store) -> dict[int, int]:
-    df = store.read_sql("SELECT segment_id, COUNT(*) AS n, COUNT(DISTINCT feature_id) AS d "
-                        "FROM feature_values GROUP BY segment_id")
+    df = store.read_sql(
+        "SELECT segment_id, COUNT(*) AS n, COUNT(DISTINCT feature_id) AS d "
+        "FROM feature_values GROUP BY segment_id"
+    )
     assert (df["n"] == df["d"]).all()  # never the same feature twice
     return dict(zip(df["segment_id"].astype(int), df["n"].astype(int)))
 
@@ -60,7 +82,9 @@ def _status(store) -> dict[int, str]:
 
 
 def _long_values(store) -> np.ndarray:
-    df = store.read_sql("SELECT segment_id, feature_id, value FROM feature_values ORDER BY segment_id, feature_id")
+    df = store.read_sql(
+        "SELECT segment_id, feature_id, value FROM feature_values ORDER BY segment_id, feature_id"
+    )
     return df.to_numpy(dtype=np.float64)
 
 
@@ -69,8 +93,10 @@ def test_extract_writes_every_feature_and_records_failures(store, db_url, tmp_pa
     _corpus(store, tmp_path / "corpus", n_multitracks=3)
     assert segment(store, window=WINDOW).pairs == 3
     # After segmenting, one raw file is damaged: Essentia cannot decode it any more.
-    broken = store.read_sql("SELECT s.id, t.path FROM segments s JOIN tracks t ON t.id = s.track_id "
-                            "WHERE s.role = 'raw' ORDER BY s.id").iloc[0]
+    broken = store.read_sql(
+        "SELECT s.id, t.path FROM segments s JOIN tracks t ON t.id = s.track_id "
+        "WHERE s.role = 'raw' ORDER BY s.id"
+    ).iloc[0]
     (tmp_path / "corpus" / broken["path"]).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
 
     summary = extract(store)
@@ -83,7 +109,9 @@ def test_extract_writes_every_feature_and_records_failures(store, db_url, tmp_pa
     assert set(counts) == {i for i, s in status.items() if s == "extracted"}
     assert set(counts.values()) == {N_FEATURES}
 
-    run = store.read_sql("SELECT status, params, counts, software FROM runs WHERE kind = 'extraction'").iloc[0]
+    run = store.read_sql("SELECT status, params, counts, software FROM runs WHERE kind = 'extraction'").iloc[
+        0
+    ]
     assert run["status"] == "done"
     run_counts = json.loads(run["counts"])
     assert (run_counts["extracted"], run_counts["failed"]) == (5, 1)
@@ -96,7 +124,9 @@ def test_extract_writes_every_feature_and_records_failures(store, db_url, tmp_pa
 
     # The CLI says what failed and exits non-zero when a segment failed.
     with store.engine.begin() as conn:
-        conn.exec_driver_sql(f"UPDATE segments SET status = 'pending', reason = NULL WHERE id = {int(broken['id'])}")
+        conn.exec_driver_sql(
+            f"UPDATE segments SET status = 'pending', reason = NULL WHERE id = {int(broken['id'])}"
+        )
     result = runner.invoke(app, ["extract", "--db", db_url])
     assert result.exit_code == 1, result.output
     assert "1 failed" in result.output and f"segment {int(broken['id'])} failed" in result.output
@@ -111,8 +141,10 @@ def _run_using(store, segment_ids) -> int:
     run_id = store.start_run("selection", group="bass", params={"test": True})
     with store.engine.begin() as conn:
         for segment_id in segment_ids:
-            conn.execute(sa.text("INSERT INTO run_segments (run_id, segment_id) VALUES (:r, :s)"),
-                         {"r": run_id, "s": int(segment_id)})
+            conn.execute(
+                sa.text("INSERT INTO run_segments (run_id, segment_id) VALUES (:r, :s)"),
+                {"r": run_id, "s": int(segment_id)},
+            )
     store.finish_run(run_id)
     return run_id
 
@@ -134,11 +166,19 @@ def test_outdated_values_are_counted_recomputed_and_their_runs_marked_stale(stor
     # (extracted before versions were recorded). The old values differ from today's.
     old, unversioned = ids[:2], ids[2]
     with store.engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE segment_extractions SET extractor_version = '1' "
-                             f"WHERE segment_id IN ({old[0]}, {old[1]})"))
+        conn.execute(
+            sa.text(
+                f"UPDATE segment_extractions SET extractor_version = '1' "
+                f"WHERE segment_id IN ({old[0]}, {old[1]})"
+            )
+        )
         conn.execute(sa.text(f"DELETE FROM segment_extractions WHERE segment_id = {unversioned}"))
-        conn.execute(sa.text(f"UPDATE feature_values SET value = -1.0 WHERE segment_id IN "
-                             f"({old[0]}, {old[1]}, {unversioned})"))
+        conn.execute(
+            sa.text(
+                f"UPDATE feature_values SET value = -1.0 WHERE segment_id IN "
+                f"({old[0]}, {old[1]}, {unversioned})"
+            )
+        )
     using_old = _run_using(store, [old[0], ids[3]])
     not_using = _run_using(store, ids[3:])
     assert count_outdated(store) == 3
@@ -146,8 +186,9 @@ def test_outdated_values_are_counted_recomputed_and_their_runs_marked_stale(stor
     assert pending["outdated segments to re-extract (older extractor version)"] == 3
 
     # A failed recomputation keeps the old values: nothing is lost before it is replaced.
-    broken = store.read_sql(f"SELECT t.path FROM segments s JOIN tracks t ON t.id = s.track_id "
-                            f"WHERE s.id = {old[1]}")["path"][0]
+    broken = store.read_sql(
+        f"SELECT t.path FROM segments s JOIN tracks t ON t.id = s.track_id WHERE s.id = {old[1]}"
+    )["path"][0]
     saved = (tmp_path / "corpus" / broken).read_bytes()
     (tmp_path / "corpus" / broken).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
     summary = extract(store)
@@ -174,7 +215,7 @@ def test_migration_keeps_existing_values_and_marks_them_outdated(db_url, tmp_pat
     extract(store)
     values = _long_values(store)
     store.downgrade("0005")  # a store from before extractor versions ...
-    store.upgrade()          # ... upgraded: its values are kept and known to be outdated
+    store.upgrade()  # ... upgraded: its values are kept and known to be outdated
     np.testing.assert_array_equal(_long_values(store), values)
     assert set(_versions(store).values()) == {"1"} and count_outdated(store) == 4
     assert extract(store).replaced == 4 and count_outdated(store) == 0
@@ -189,18 +230,25 @@ def test_analysis_matrix_replaces_non_finite_values(store, tmp_path):
     names = list(feature_names())
     assert list(wide.columns[-N_FEATURES:]) == names and len(wide) == 4
     assert np.isfinite(wide[names].to_numpy()).all()
-    stored_non_finite = int(store.read_sql(
-        "SELECT counts FROM runs WHERE kind = 'extraction'")["counts"].map(lambda c: json.loads(c)["non_finite_values"]).sum())
+    stored_non_finite = int(
+        store.read_sql("SELECT counts FROM runs WHERE kind = 'extraction'")["counts"]
+        .map(lambda c: json.loads(c)["non_finite_values"])
+        .sum()
+    )
     assert n_replaced == stored_non_finite
 
     # A NaN becomes the feature's mean over the segments, +inf its largest finite value.
     feature = store.features.iloc[10]
     ids = list(wide.index)
     with store.engine.begin() as conn:
-        conn.exec_driver_sql(f"UPDATE feature_values SET value = 'NaN' WHERE segment_id = {ids[0]} "
-                             f"AND feature_id = {int(feature['id'])}")
-        conn.exec_driver_sql(f"UPDATE feature_values SET value = 'Infinity' WHERE segment_id = {ids[1]} "
-                             f"AND feature_id = {int(feature['id'])}")
+        conn.exec_driver_sql(
+            f"UPDATE feature_values SET value = 'NaN' WHERE segment_id = {ids[0]} "
+            f"AND feature_id = {int(feature['id'])}"
+        )
+        conn.exec_driver_sql(
+            f"UPDATE feature_values SET value = 'Infinity' WHERE segment_id = {ids[1]} "
+            f"AND feature_id = {int(feature['id'])}"
+        )
     cleaned, n_after = analysis_matrix(store, instruments=["electric bass"])
     assert n_after == n_replaced + 2
     column = wide[feature["name"]].to_numpy()
@@ -224,8 +272,10 @@ def test_synth_ingest_segment_extract(tmp_path):
         assert done.failed == 0 and done.extracted == 2 * made.pairs
         counts = _values_per_segment(store)
         assert len(counts) == 2 * made.pairs and set(counts.values()) == {N_FEATURES}
-        pairs = store.read_sql("SELECT pair, COUNT(*) AS n, MIN(role) AS r0, MAX(role) AS r1 FROM segments "
-                               "WHERE pair IS NOT NULL GROUP BY pair")
+        pairs = store.read_sql(
+            "SELECT pair, COUNT(*) AS n, MIN(role) AS r0, MAX(role) AS r1 FROM segments "
+            "WHERE pair IS NOT NULL GROUP BY pair"
+        )
         assert (pairs["n"] == 2).all() and set(pairs["r0"]) == {"raw"} and set(pairs["r1"]) == {"stem"}
         for group in ("bass", "guitar", "vocal", "keys"):
             wide, _ = analysis_matrix(store, group=group)
@@ -242,9 +292,13 @@ def test_kill_9_during_extraction_then_resume(tmp_path):
     n_segments = 16
 
     # Run the CLI, wait until it reports its first written segment, then kill it hard.
-    process = subprocess.Popen([sys.executable, "-m", "cli.app", "extract", "--db", db],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parents[1])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.app", "extract", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     try:
         deadline = time.monotonic() + 120
         for line in process.stderr:
@@ -294,7 +348,9 @@ def test_workers_and_dask_give_the_same_values(tmp_path):
     with Store.open(str(tmp_path / "processes.duckdb")) as store:
         summary = extract(store, workers=2)
         assert summary.extracted == 8
-        params = json.loads(store.read_sql(f"SELECT params FROM runs WHERE id = {summary.run_id}")["params"][0])
+        params = json.loads(
+            store.read_sql(f"SELECT params FROM runs WHERE id = {summary.run_id}")["params"][0]
+        )
         assert params["mode"] == "processes" and params["workers"] == 2
         processes = _long_values(store)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:

@@ -41,10 +41,18 @@ NOISY_REFERENCE_RUNS = 4
 
 # ------------------------------------------------------------------------ the study's extraction
 
+
 def reference_features(audio: np.ndarray, catalog) -> np.ndarray:
     """The catalog computed the study's way, from Essentia's own algorithms only."""
-    pool = es.Extractor(dynamics=True, lowLevel=True, midLevel=True, rhythm=True, tuning=True,
-                        highLevel=True, relativeIoi=False)(audio)
+    pool = es.Extractor(
+        dynamics=True,
+        lowLevel=True,
+        midLevel=True,
+        rhythm=True,
+        tuning=True,
+        highLevel=True,
+        relativeIoi=False,
+    )(audio)
     frames = essentia.Pool()
     for name in pool.descriptorNames():
         if not pool.isSingleValue(name) and not name.startswith("tonal.chords"):
@@ -58,13 +66,23 @@ def reference_features(audio: np.ndarray, catalog) -> np.ndarray:
         spec = spectrum(window(frame))
         bands = mel_bands(spec)
         spread, skewness, kurtosis = shape(moments(bands))
-        for name, value in (("spectral_entropy", entropy(spec)), ("melbands_crest", crest(bands)),
-                            ("melbands_flatness_db", flatness(bands)), ("melbands_spread", spread),
-                            ("melbands_skewness", skewness), ("melbands_kurtosis", kurtosis)):
+        for name, value in (
+            ("spectral_entropy", entropy(spec)),
+            ("melbands_crest", crest(bands)),
+            ("melbands_flatness_db", flatness(bands)),
+            ("melbands_spread", spread),
+            ("melbands_skewness", skewness),
+            ("melbands_kurtosis", kurtosis),
+        ):
             frames.add(f"lowLevel.{name}", value)
 
-    levels = {"larm": es.Larm(), "leq": es.Leq(), "loudness": es.Loudness(),
-              "loudness_vickers": es.LoudnessVickers(), "rms": es.RMS()}
+    levels = {
+        "larm": es.Larm(),
+        "leq": es.Leq(),
+        "loudness": es.Loudness(),
+        "loudness_vickers": es.LoudnessVickers(),
+        "rms": es.RMS(),
+    }
     for frame in es.FrameGenerator(audio, frameSize=4096, hopSize=2048):
         for name, algorithm in levels.items():
             frames.add(f"dynamic.{name}", algorithm(frame))
@@ -83,9 +101,11 @@ def reference_features(audio: np.ndarray, catalog) -> np.ndarray:
     z = np.arange(1, specific.shape[1] + 1)
     weight = np.where(z < 15, 1.0, 0.066 * np.exp(0.171 * z))
     with np.errstate(divide="ignore", invalid="ignore"):
-        formulas = {"total_loudness": total,
-                    "specific_sharpness": 0.11 * (specific * weight * z).sum(axis=1) / total,
-                    "specific_spread": ((total - specific.max(axis=1)) / total) ** 2}
+        formulas = {
+            "total_loudness": total,
+            "specific_sharpness": 0.11 * (specific * weight * z).sum(axis=1) / total,
+            "specific_spread": ((total - specific.max(axis=1)) / total) ** 2,
+        }
     for name, column in formulas.items():
         for value in column:
             frames.add(f"lowLevel.{name}", float(value))
@@ -93,20 +113,30 @@ def reference_features(audio: np.ndarray, catalog) -> np.ndarray:
 
     envelope = es.Envelope()(audio)
     der_av_after_max, max_der_before_max = es.DerivativeSFX()(envelope)
-    globals_ = {name: pool[name] for name in (
-        "lowLevel.average_loudness", "rhythm.onset_rate", "sfx.pitch_max_to_total",
-        "sfx.pitch_min_to_total", "sfx.pitch_centroid", "sfx.pitch_after_max_to_before_max_energy_ratio")}
-    globals_.update({
-        "temporal.derAvAfterMax": der_av_after_max,
-        "temporal.maxDerBeforeMax": max_der_before_max,
-        "temporal.effective_duration": es.EffectiveDuration()(envelope),
-        "temporal.flatness_sfx": es.FlatnessSFX()(envelope),
-        "temporal.log_attack_time": es.LogAttackTime()(envelope)[0],
-        "temporal.max_to_total": es.MaxToTotal()(envelope),
-        "temporal.min_to_total": es.MinToTotal()(envelope),
-        "temporal.strong_decay": es.StrongDecay()(audio),
-        "temporal.tct_to_total": es.TCToTotal()(envelope),
-    })
+    globals_ = {
+        name: pool[name]
+        for name in (
+            "lowLevel.average_loudness",
+            "rhythm.onset_rate",
+            "sfx.pitch_max_to_total",
+            "sfx.pitch_min_to_total",
+            "sfx.pitch_centroid",
+            "sfx.pitch_after_max_to_before_max_energy_ratio",
+        )
+    }
+    globals_.update(
+        {
+            "temporal.derAvAfterMax": der_av_after_max,
+            "temporal.maxDerBeforeMax": max_der_before_max,
+            "temporal.effective_duration": es.EffectiveDuration()(envelope),
+            "temporal.flatness_sfx": es.FlatnessSFX()(envelope),
+            "temporal.log_attack_time": es.LogAttackTime()(envelope)[0],
+            "temporal.max_to_total": es.MaxToTotal()(envelope),
+            "temporal.min_to_total": es.MinToTotal()(envelope),
+            "temporal.strong_decay": es.StrongDecay()(audio),
+            "temporal.tct_to_total": es.TCToTotal()(envelope),
+        }
+    )
     present = set(pooled.descriptorNames())
     values = []
     for row in catalog.itertuples(index=False):
@@ -121,12 +151,15 @@ def reference_features(audio: np.ndarray, catalog) -> np.ndarray:
 
 # ------------------------------------------------------------------------ varied audio, 10 s each
 
+
 def _speech() -> np.ndarray:
     """Real synthetic speech (espeak-ng), with the silences between its words and sentences."""
     espeak = shutil.which("espeak-ng")
     assert espeak, "espeak-ng is needed for the speech segment ('make test' installs it)"
-    text = ("The quick brown fox jumps over the lazy dog. Mixing engineers turn raw recordings "
-            "into stems. Every segment is ten seconds long, and silence sits between sentences.")
+    text = (
+        "The quick brown fox jumps over the lazy dog. Mixing engineers turn raw recordings "
+        "into stems. Every segment is ten seconds long, and silence sits between sentences."
+    )
     import tempfile
     from pathlib import Path
 
@@ -135,7 +168,7 @@ def _speech() -> np.ndarray:
         subprocess.run([espeak, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
         speech = load_mono(path)  # 22.05 kHz, resampled by Essentia
     out = np.zeros(N, dtype=np.float32)
-    out[:min(N, speech.size)] = speech[:N]
+    out[: min(N, speech.size)] = speech[:N]
     return out
 
 
@@ -145,9 +178,11 @@ def _chimes(rng) -> np.ndarray:
     for k, start in enumerate(np.arange(0.0, 10.0, 1.25)):
         f = 523.25 * 2 ** ((k % 5) / 12)
         s = int(start * SR)
-        tt = t[:N - s]
-        out[s:] += sum(a * np.sin(2 * np.pi * f * r * tt) * np.exp(-tt * d)
-                       for a, r, d in ((0.3, 1.0, 1.5), (0.15, 2.76, 3.0), (0.1, 5.4, 5.0)))
+        tt = t[: N - s]
+        out[s:] += sum(
+            a * np.sin(2 * np.pi * f * r * tt) * np.exp(-tt * d)
+            for a, r, d in ((0.3, 1.0, 1.5), (0.15, 2.76, 3.0), (0.1, 5.4, 5.0))
+        )
     return out
 
 
@@ -155,7 +190,7 @@ def _percussive(rng) -> np.ndarray:
     """Noise hits with long digital silence between them."""
     out = np.zeros(N)
     for start in rng.choice(N - 5000, 12, replace=False):
-        out[start:start + 5000] += rng.normal(0, 0.5, 5000) * np.exp(-np.arange(5000) / 300)
+        out[start : start + 5000] += rng.normal(0, 0.5, 5000) * np.exp(-np.arange(5000) / 300)
     return out
 
 
@@ -176,7 +211,7 @@ def _plucked(rng) -> np.ndarray:
             j = i % period
             y[i] = ring[j]
             ring[j] = 0.996 * 0.5 * (ring[j] + ring[(i + 1) % period])
-        out[start:start + y.size] += 0.4 * y
+        out[start : start + y.size] += 0.4 * y
     return out
 
 
@@ -187,10 +222,12 @@ def _drums(rng) -> np.ndarray:
     for beat in range(20):
         start = int(beat * 0.5 * SR)
         n = min(6000, N - start)
-        out[start:start + n] += 0.8 * kick[:n] if beat % 2 == 0 else 0.4 * rng.normal(0, 1, n) * np.exp(-t[:n] * 20)
+        out[start : start + n] += (
+            0.8 * kick[:n] if beat % 2 == 0 else 0.4 * rng.normal(0, 1, n) * np.exp(-t[:n] * 20)
+        )
         hat = start + int(0.25 * SR)
         if hat + 1500 < N:
-            out[hat:hat + 1500] += 0.1 * rng.normal(0, 1, 1500) * np.exp(-np.arange(1500) / 200)
+            out[hat : hat + 1500] += 0.1 * rng.normal(0, 1, 1500) * np.exp(-np.arange(1500) / 200)
     return out
 
 
@@ -213,7 +250,7 @@ def _stem(rng) -> np.ndarray:
 
 def _chord_with_gap(rng) -> np.ndarray:
     chord = _detuned_chord(rng)
-    chord[3 * SR:6 * SR] = 0.0  # three seconds of digital silence
+    chord[3 * SR : 6 * SR] = 0.0  # three seconds of digital silence
     return chord
 
 
@@ -234,14 +271,22 @@ SEGMENTS = {
 @pytest.fixture(scope="module")
 def segments() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    return {name: preprocess(np.asarray(make(rng), dtype=np.float32))[0]
-            for name, (make, _silent) in SEGMENTS.items()}
+    return {
+        name: preprocess(np.asarray(make(rng), dtype=np.float32))[0]
+        for name, (make, _silent) in SEGMENTS.items()
+    }
 
 
 #: Descriptors computed on the Extractor's 2048/1024 frames, where silent frames get -100 dB
 #: noise seeded at random (the Hann-window pass uses plain frames), and the pitch-curve globals.
-HANN_PASS = {"lowLevel.spectral_entropy", "lowLevel.melbands_crest", "lowLevel.melbands_flatness_db",
-             "lowLevel.melbands_spread", "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis"}
+HANN_PASS = {
+    "lowLevel.spectral_entropy",
+    "lowLevel.melbands_crest",
+    "lowLevel.melbands_flatness_db",
+    "lowLevel.melbands_spread",
+    "lowLevel.melbands_skewness",
+    "lowLevel.melbands_kurtosis",
+}
 
 
 def _reads_noise_frames(catalog) -> np.ndarray:
@@ -328,6 +373,7 @@ def test_hpcp_follows_the_estimated_tuning_and_crest_entropy_are_finite(comparis
 
 # ------------------------------------------------------------------------ independent of order
 
+
 def _write(path, audio) -> None:
     import soundfile
 
@@ -349,13 +395,32 @@ def test_a_segment_gives_bit_identical_values_alone_after_others_and_with_two_wo
     alone = values_of(list(compute_segments([task(1, "speech")])), 1)
     assert alone is not None and alone.shape == (1812,)
     # After other segments (including ones with silent frames) in the same extractor ...
-    after = list(compute_segments([task(2, "chord_with_gap"), task(3, "percussive"), task(4, "noise"),
-                                   task(1, "speech"), task(5, "speech")]))
+    after = list(
+        compute_segments(
+            [
+                task(2, "chord_with_gap"),
+                task(3, "percussive"),
+                task(4, "noise"),
+                task(1, "speech"),
+                task(5, "speech"),
+            ]
+        )
+    )
     np.testing.assert_array_equal(values_of(after, 1), alone)
     np.testing.assert_array_equal(values_of(after, 5), alone)  # the same segment twice
     # ... and spread over two worker processes.
-    parallel = list(compute_segments([task(2, "chord_with_gap"), task(3, "percussive"), task(1, "speech"),
-                                      task(4, "noise"), task(5, "speech")], workers=2))
+    parallel = list(
+        compute_segments(
+            [
+                task(2, "chord_with_gap"),
+                task(3, "percussive"),
+                task(1, "speech"),
+                task(4, "noise"),
+                task(5, "speech"),
+            ],
+            workers=2,
+        )
+    )
     np.testing.assert_array_equal(values_of(parallel, 1), alone)
     np.testing.assert_array_equal(values_of(parallel, 5), alone)
     np.testing.assert_array_equal(values_of(parallel, 2), values_of(after, 2))

@@ -23,8 +23,33 @@ SR = 44100
 RNG_SEED = 7
 #: Upper edges (Hz) of Essentia's 27 Bark bands (Zwicker's critical bands, BarkBands docs).
 BARK_UPPER_EDGES_HZ = [
-    50, 100, 150, 200, 300, 400, 510, 630, 770, 920, 1080, 1270, 1480, 1720, 2000, 2320, 2700,
-    3150, 3700, 4400, 5300, 6400, 7700, 9500, 12000, 15500, 20500,
+    50,
+    100,
+    150,
+    200,
+    300,
+    400,
+    510,
+    630,
+    770,
+    920,
+    1080,
+    1270,
+    1480,
+    1720,
+    2000,
+    2320,
+    2700,
+    3150,
+    3700,
+    4400,
+    5300,
+    6400,
+    7700,
+    9500,
+    12000,
+    15500,
+    20500,
 ]
 
 
@@ -52,11 +77,12 @@ def _music_like(seconds: float = 6.0) -> np.ndarray:
     for k in range(int(seconds * 2)):  # a percussive hit every 0.5 s
         start = int(k * 0.5 * SR)
         hit = rng.normal(0.0, 0.4, 3000) * np.exp(-np.arange(3000) / 500.0)
-        audio[start:start + 3000] += hit[: n - start]
+        audio[start : start + 3000] += hit[: n - start]
     return audio.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- shape and order
+
 
 def test_extract_returns_every_catalog_feature_in_catalog_order(extractor):
     values = extractor.extract(_music_like(3.0))
@@ -79,6 +105,7 @@ def test_extraction_is_deterministic_across_calls(extractor):
 
 # ---------------------------------------------------------------------------- spectral sanity
 
+
 @pytest.mark.parametrize("freq_hz", [440.0, 1000.0, 3000.0])
 def test_sine_centroid_and_bark_band(extractor, freq_hz):
     features = _named(extractor, _sine(freq_hz, 3.0))
@@ -100,7 +127,7 @@ def test_spectral_centroid_and_mfcc_agree_with_direct_essentia_calls(extractor):
     centroids, mfccs = [], []
     for frame in es.FrameGenerator(audio, frameSize=2048, hopSize=1024):
         spec = spectrum(window(frame))
-        centroids.append(centroid(spec ** 2))
+        centroids.append(centroid(spec**2))
         mfccs.append(mfcc(spec)[1])
     mfccs = np.array(mfccs)
 
@@ -118,13 +145,22 @@ def test_shared_descriptors_agree_with_essentias_extractor(extractor):
     reference = es.PoolAggregator(defaultStats=list(FRAME_STATISTICS))(pool)
     features = _named(extractor, audio)
     for name in (
-        "lowLevel.spectral_centroid.mean", "lowLevel.spectral_flux.dmean", "lowLevel.hfc.var",
-        "lowLevel.dissonance.median", "lowLevel.pitch_salience.mean", "sfx.inharmonicity.mean",
-        "lowLevel.silence_rate_60dB.mean", "lowLevel.spectral_complexity.max",
+        "lowLevel.spectral_centroid.mean",
+        "lowLevel.spectral_flux.dmean",
+        "lowLevel.hfc.var",
+        "lowLevel.dissonance.median",
+        "lowLevel.pitch_salience.mean",
+        "sfx.inharmonicity.mean",
+        "lowLevel.silence_rate_60dB.mean",
+        "lowLevel.spectral_complexity.max",
     ):
         assert features[name] == pytest.approx(float(reference[name]), rel=1e-3), name
-    for name, index in (("lowLevel.barkbands.mean", 5), ("lowLevel.mfcc.stdev", 3),
-                        ("lowLevel.sccoeffs.mean", 2), ("rhythm.beats_loudness_band_ratio.mean", 1)):
+    for name, index in (
+        ("lowLevel.barkbands.mean", 5),
+        ("lowLevel.mfcc.stdev", 3),
+        ("lowLevel.sccoeffs.mean", 2),
+        ("rhythm.beats_loudness_band_ratio.mean", 1),
+    ):
         assert features[f"{name}.{index}"] == pytest.approx(float(reference[name][index]), rel=1e-3), name
     assert features["lowLevel.average_loudness"] == pytest.approx(pool["lowLevel.average_loudness"], rel=1e-4)
     assert features["rhythm.first_peak_bpm.mean"] == pytest.approx(float(pool["rhythm.first_peak_bpm"][0]))
@@ -145,10 +181,11 @@ def test_bark_loudness_formulas():
 
 # ---------------------------------------------------------------------------- temporal and level
 
+
 def _burst_in_silence(burst_seconds: float) -> np.ndarray:
     audio = np.zeros(10 * SR, dtype=np.float32)
     start = 3 * SR
-    audio[start:start + int(burst_seconds * SR)] = _sine(440.0, burst_seconds)
+    audio[start : start + int(burst_seconds * SR)] = _sine(440.0, burst_seconds)
     return audio
 
 
@@ -168,7 +205,9 @@ def test_level_descriptors_rise_with_gain(extractor):
     assert loud["dynamic.loudness.mean"] > quiet["dynamic.loudness.mean"]
     assert loud["dynamic.rms.mean"] == pytest.approx(4.0 * quiet["dynamic.rms.mean"], rel=1e-3)
     assert loud["dynamic.leq.mean"] - quiet["dynamic.leq.mean"] == pytest.approx(20 * np.log10(4), abs=0.05)
-    assert loud["lowLevel.spectral_energy.mean"] == pytest.approx(16.0 * quiet["lowLevel.spectral_energy.mean"], rel=1e-3)
+    assert loud["lowLevel.spectral_energy.mean"] == pytest.approx(
+        16.0 * quiet["lowLevel.spectral_energy.mean"], rel=1e-3
+    )
 
 
 def test_compression_reduces_dynamic_range(extractor):
@@ -183,7 +222,10 @@ def test_compression_reduces_dynamic_range(extractor):
     # As in the pipeline: both loudness-normalised and equal-loudness filtered first.
     raw_features = _named(extractor, preprocess(raw)[0])
     compressed_features = _named(extractor, preprocess(compressed)[0])
-    assert compressed_features["dynamic.dynamic_complexity.mean"] < raw_features["dynamic.dynamic_complexity.mean"]
+    assert (
+        compressed_features["dynamic.dynamic_complexity.mean"]
+        < raw_features["dynamic.dynamic_complexity.mean"]
+    )
     assert compressed_features["dynamic.leq.stdev"] < raw_features["dynamic.leq.stdev"]
     assert compressed_features["dynamic.rms.stdev"] / compressed_features["dynamic.rms.mean"] < (
         raw_features["dynamic.rms.stdev"] / raw_features["dynamic.rms.mean"]
@@ -198,6 +240,7 @@ def test_silent_segment_still_gives_1812_values(extractor):
 
 
 # ---------------------------------------------------------------------------- pooling
+
 
 def _pool_aggregator(values: np.ndarray) -> dict[str, np.ndarray]:
     pool = essentia.Pool()
@@ -234,6 +277,7 @@ def test_pooling_of_no_frames_is_nan():
 
 
 # ---------------------------------------------------------------------------- non-finite values
+
 
 def test_replace_non_finite_follows_the_method():
     matrix = np.array(

@@ -111,18 +111,22 @@ def test_all_medleydb_metadata_ingests_and_counts_match(store):
     assert per_instrument["raw_tracks"].to_dict() == {k: raws.get(k, 0) for k in per_instrument.index}
     assert per_instrument["stems"].to_dict() == {k: stems.get(k, 0) for k in per_instrument.index}
     groups = frames["groups"].set_index("group_name")
-    for group, members in {"bass": ["electric bass", "synth bass"],
-                           "vocal": ["male singer", "female singer", "male rapper"]}.items():
+    for group, members in {
+        "bass": ["electric bass", "synth bass"],
+        "vocal": ["male singer", "female singer", "male rapper"],
+    }.items():
         assert groups.loc[group, "raw_tracks"] == sum(raws[m] for m in members)
         assert groups.loc[group, "stems"] == sum(stems[m] for m in members)
     audio = frames["audio"]
     assert set(audio["audio_status"]) == {"missing"} and audio["tracks"].sum() == n_tracks
 
     # labels given as a list keep every label; the first is the primary one
-    labels = store.read_sql("SELECT t.labels, i.name FROM tracks t JOIN instruments i "
-                            "ON i.id = t.instrument_id WHERE t.labels LIKE '%,%'")
+    labels = store.read_sql(
+        "SELECT t.labels, i.name FROM tracks t JOIN instruments i "
+        "ON i.id = t.instrument_id WHERE t.labels LIKE '%,%'"
+    )
     assert len(labels) > 0
-    assert all(l.split('"')[1] == name for l, name in zip(labels["labels"], labels["name"]))
+    assert all(label.split('"')[1] == name for label, name in zip(labels["labels"], labels["name"]))
     # extra keeps the other top-level fields
     extra = scalar(store, "SELECT extra FROM multitracks WHERE name = 'AClassicEducation_NightOwl'")
     assert '"album": "Shaking Through Volume 2"' in extra and '"version": 1.2' in extra
@@ -162,9 +166,18 @@ def add_pair(store: Store, stem_id: int, raw_id: int, pair: str) -> list[int]:
     with store.session() as s:
         ids = []
         for track_id, role in ((stem_id, "stem"), (raw_id, "raw")):
-            inst = s.execute(sa.text("SELECT instrument_id FROM tracks WHERE id = :i"), {"i": track_id}).scalar()
-            seg = Segment(track_id=track_id, instrument_id=inst, role=role, pair=pair, start=0.0,
-                          duration=1.0, status="extracted")
+            inst = s.execute(
+                sa.text("SELECT instrument_id FROM tracks WHERE id = :i"), {"i": track_id}
+            ).scalar()
+            seg = Segment(
+                track_id=track_id,
+                instrument_id=inst,
+                role=role,
+                pair=pair,
+                start=0.0,
+                duration=1.0,
+                status="extracted",
+            )
             s.add(seg)
             s.flush()
             ids.append(seg.id)
@@ -184,7 +197,8 @@ def test_changed_wav_marks_exactly_its_dependents_stale(store, corpus):
     links = store.read_sql(
         """SELECT l.stem_track_id, l.raw_track_id, m.name, r.path AS raw_path
            FROM track_links l JOIN tracks r ON r.id = l.raw_track_id
-           JOIN multitracks m ON m.id = r.multitrack_id ORDER BY m.name, r.code""")
+           JOIN multitracks m ON m.id = r.multitrack_id ORDER BY m.name, r.code"""
+    )
     per_stem = links.groupby("stem_track_id")
     # a stem with at least two raws: its pair uses one raw, and we change the other
     stem_id = next(k for k, g in per_stem if len(g) >= 2)
@@ -225,7 +239,9 @@ def test_disappeared_file_is_reported_not_deleted(store, corpus):
     rel = victim.relative_to(corpus).as_posix()
     assert summary.disappeared_files == [rel] and rel in summary.missing_files
     assert scalar(store, "SELECT COUNT(*) FROM tracks") == n_tracks
-    row = store.read_sql("SELECT audio_status, status_reason, content_hash FROM tracks WHERE path = :p", {"p": rel})
+    row = store.read_sql(
+        "SELECT audio_status, status_reason, content_hash FROM tracks WHERE path = :p", {"p": rel}
+    )
     assert row["audio_status"][0] == "missing" and row["status_reason"][0] == "file not found"
     assert row["content_hash"][0]  # what the file was is kept
     assert "1 missing" in summary.describe()
@@ -294,12 +310,27 @@ def write_session(root: Path, synthetic: Path, files: list[str], manifest: str |
 
 def test_folder_format_ingests(store, synthetic, tmp_path):
     root = tmp_path / "sessions"
-    write_session(root, synthetic, ["song1/stems/electric bass/bass.wav", "song1/raw/electric bass/di.wav",
-                                    "song1/raw/electric bass/amp.wav", "song1/mix.wav"])
-    write_session(root, synthetic, [
-        "song2/stems/clean electric guitar/rhythm.wav", "song2/stems/clean electric guitar/lead.wav",
-        "song2/raw/clean electric guitar/r-amp.wav", "song2/raw/clean electric guitar/r-di.wav",
-        "song2/raw/clean electric guitar/l-amp.wav"], manifest="""\
+    write_session(
+        root,
+        synthetic,
+        [
+            "song1/stems/electric bass/bass.wav",
+            "song1/raw/electric bass/di.wav",
+            "song1/raw/electric bass/amp.wav",
+            "song1/mix.wav",
+        ],
+    )
+    write_session(
+        root,
+        synthetic,
+        [
+            "song2/stems/clean electric guitar/rhythm.wav",
+            "song2/stems/clean electric guitar/lead.wav",
+            "song2/raw/clean electric guitar/r-amp.wav",
+            "song2/raw/clean electric guitar/r-di.wav",
+            "song2/raw/clean electric guitar/l-amp.wav",
+        ],
+        manifest="""\
         artist: The Examples
         title: Second Song
         genre: Rock
@@ -307,16 +338,20 @@ def test_folder_format_ingests(store, synthetic, tmp_path):
         stems:
           clean electric guitar/rhythm.wav: [clean electric guitar/r-amp.wav, clean electric guitar/r-di.wav]
           clean electric guitar/lead.wav: [clean electric guitar/l-amp.wav]
-        """)
+        """,
+    )
     # two stems of one instrument and no manifest: which raw made which is unknown
-    write_session(root, synthetic, ["song3/stems/piano/a.wav", "song3/stems/piano/b.wav", "song3/raw/piano/p.wav"])
+    write_session(
+        root, synthetic, ["song3/stems/piano/a.wav", "song3/stems/piano/b.wav", "song3/raw/piano/p.wav"]
+    )
     summary = ingest(store, root, format="folder")
     assert summary.new_multitracks == ["song1", "song2"]
     assert [item for item, _ in summary.rejected] == ["song3"] and "session.yaml" in summary.rejected[0][1]
     links = store.read_sql(
         """SELECT m.name, s.code AS stem, r.code AS raw FROM track_links l
            JOIN tracks s ON s.id = l.stem_track_id JOIN tracks r ON r.id = l.raw_track_id
-           JOIN multitracks m ON m.id = s.multitrack_id ORDER BY m.name, stem, raw""")
+           JOIN multitracks m ON m.id = s.multitrack_id ORDER BY m.name, stem, raw"""
+    )
     assert links.values.tolist() == [
         ["song1", "stems/electric bass/bass.wav", "raw/electric bass/amp.wav"],
         ["song1", "stems/electric bass/bass.wav", "raw/electric bass/di.wav"],
@@ -340,12 +375,16 @@ def test_cli_ingest_status_report(db_url, tmp_path):
         shutil.copy(file, metadata)
     raws, stems, _ = count_from_yaml(files)
     assert runner.invoke(app, ["init", "--db", db_url]).exit_code == 0
-    result = runner.invoke(app, ["ingest", str(tmp_path / "audio"), "--metadata", str(metadata),
-                                 "--metadata-only", "--db", db_url])
+    result = runner.invoke(
+        app,
+        ["ingest", str(tmp_path / "audio"), "--metadata", str(metadata), "--metadata-only", "--db", db_url],
+    )
     assert result.exit_code == 1 and "no corpus directory" in result.output  # no audio dir yet
     (tmp_path / "audio").mkdir()
-    result = runner.invoke(app, ["ingest", str(tmp_path / "audio"), "--metadata", str(metadata),
-                                 "--metadata-only", "--db", db_url])
+    result = runner.invoke(
+        app,
+        ["ingest", str(tmp_path / "audio"), "--metadata", str(metadata), "--metadata-only", "--db", db_url],
+    )
     assert result.exit_code == 0, result.output
     assert f"{len(files)} new" in result.output
     result = runner.invoke(app, ["status", "--db", db_url, "--format", "csv"])
@@ -355,9 +394,11 @@ def test_cli_ingest_status_report(db_url, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "group_name,instrument,raw,stem"
-    assert lines[1:] == [f"vocal,{label},{raws[label]},{stems[label]}"
-                         for label in sorted(("female singer", "male rapper", "male singer"))
-                         if raws[label] or stems[label]]
+    assert lines[1:] == [
+        f"vocal,{label},{raws[label]},{stems[label]}"
+        for label in sorted(("female singer", "male rapper", "male singer"))
+        if raws[label] or stems[label]
+    ]
     # user errors: one line, non-zero, no traceback
     result = runner.invoke(app, ["ingest", "/no/such/corpus", "--db", db_url])
     assert result.exit_code == 1 and result.output.strip() == "error: no corpus directory at /no/such/corpus"
@@ -366,8 +407,9 @@ def test_cli_ingest_status_report(db_url, tmp_path):
 
 
 def test_cli_synth_writes_a_corpus(tmp_path):
-    result = runner.invoke(app, ["synth", str(tmp_path / "c"), "--multitracks", "1", "--seconds", "1",
-                                 "--seed", "3"])
+    result = runner.invoke(
+        app, ["synth", str(tmp_path / "c"), "--multitracks", "1", "--seconds", "1", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 1 multitracks" in result.output
     assert len(metadata_files(tmp_path / "c")) == 1
@@ -397,17 +439,22 @@ ing.ingest(store, sys.argv[2])
 
 def test_kill_9_mid_ingest_leaves_whole_multitracks_and_rerun_completes(store, db_url, corpus):
     store.engine.dispose()  # the subprocess needs the DuckDB file
-    proc = subprocess.run([sys.executable, "-c", KILLER, db_url, str(corpus)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, db_url, str(corpus)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     expected = {p.parent.name: count_from_yaml([p])[2] for p in metadata_files(corpus)}
-    stored = store.read_sql("SELECT m.name, COUNT(t.id) AS n FROM multitracks m "
-                            "LEFT JOIN tracks t ON t.multitrack_id = m.id GROUP BY m.name")
+    stored = store.read_sql(
+        "SELECT m.name, COUNT(t.id) AS n FROM multitracks m "
+        "LEFT JOIN tracks t ON t.multitrack_id = m.id GROUP BY m.name"
+    )
     assert len(stored) == 1  # the first multitrack, whole; nothing of the second
     assert all(expected[n] == k for n, k in zip(stored["name"], stored["n"]))
     store.engine.dispose()
     summary = ingest(store, corpus)
     assert len(summary.new_multitracks) == 2 and len(summary.unchanged_multitracks) == 1
-    stored = store.read_sql("SELECT m.name, COUNT(t.id) AS n FROM multitracks m "
-                            "JOIN tracks t ON t.multitrack_id = m.id GROUP BY m.name")
+    stored = store.read_sql(
+        "SELECT m.name, COUNT(t.id) AS n FROM multitracks m "
+        "JOIN tracks t ON t.multitrack_id = m.id GROUP BY m.name"
+    )
     assert dict(zip(stored["name"], stored["n"])) == expected

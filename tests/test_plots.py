@@ -43,8 +43,14 @@ CHECK = textwrap.dedent(
 def test_importing_and_drawing_keeps_the_sessions_backend(module, tmp_path):
     """A notebook's backend (here svg, which is not Agg, so a switch would show) stays as it was."""
     env = {**os.environ, "MPLBACKEND": "svg"}
-    result = subprocess.run([sys.executable, "-c", CHECK.format(module=module), str(tmp_path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK.format(module=module), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["before"] == "svg"

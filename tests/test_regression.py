@@ -40,8 +40,9 @@ def reference_pairs(group: str) -> pd.DataFrame:
     return pd.read_csv(require_shared(REFERENCE / f"{group}-pairs.csv"))
 
 
-def synthetic_pairs(n_multitracks: int = 30, pairs_per_multitrack: int = 2, seed: int = 0,
-                    with_split: bool = False) -> pd.DataFrame:
+def synthetic_pairs(
+    n_multitracks: int = 30, pairs_per_multitrack: int = 2, seed: int = 0, with_split: bool = False
+) -> pd.DataFrame:
     """A pairs table where the stem is a noisy linear function of the raw values."""
     rng = np.random.default_rng(seed)
     features = ["lowLevel.a.mean", "lowLevel.b.mean", "lowLevel.c.mean"]
@@ -52,8 +53,13 @@ def synthetic_pairs(n_multitracks: int = 30, pairs_per_multitrack: int = 2, seed
             raw = rng.uniform(1.0, 2.0, size=len(features))
             stem = 0.8 * raw + 0.1 + rng.normal(0, 0.01, size=len(features))
             for role, values in (("raw", raw), ("stem", stem)):
-                row = {"multitrack": f"mt{m:02d}", "instrument": "bass", "role": role, "pair": pair,
-                       "split": None}
+                row = {
+                    "multitrack": f"mt{m:02d}",
+                    "instrument": "bass",
+                    "role": role,
+                    "pair": pair,
+                    "split": None,
+                }
                 row.update(dict(zip(features, values)))
                 rows.append(row)
     df = pd.DataFrame(rows)
@@ -69,8 +75,9 @@ def paper_runs():
     for group in GROUPS:
         df = reference_pairs(group)
         features = feature_columns(df)
-        runs[group] = [run_regression(df, features, group, preset="paper", outliers="none", n_jobs=2)
-                       for _ in range(2)]
+        runs[group] = [
+            run_regression(df, features, group, preset="paper", outliers="none", n_jobs=2) for _ in range(2)
+        ]
     return runs
 
 
@@ -107,7 +114,12 @@ def test_paper_preset_is_deterministic(paper_runs, group):
 
 def test_paper_hyperparameters_are_the_table(paper_runs):
     keys = paper_runs["keys"][0].models
-    assert keys["svr"].hyperparameters == {"kernel": "sigmoid", "C": 32768.0, "gamma": 1.25e-4, "epsilon": 0.299}
+    assert keys["svr"].hyperparameters == {
+        "kernel": "sigmoid",
+        "C": 32768.0,
+        "gamma": 1.25e-4,
+        "epsilon": 0.299,
+    }
     assert keys["rf"].hyperparameters["n_estimators"] == 2000
     assert keys["knn"].hyperparameters["n_neighbors"] == 5
     assert keys["pls"].hyperparameters == {"n_components": 4}
@@ -190,8 +202,10 @@ def test_ensemble_averages_models_with_opposite_errors():
 def test_ensemble_drops_badly_predicted_and_zero_features():
     y = np.ones((8, 3))
     y[0, 2] = 0.0  # a zero target: mape inf, so feature c is dropped
-    predictions = {"m1": np.column_stack([y[:, 0] * 1.1, y[:, 1] * 3.0, y[:, 2]]),
-                   "m2": np.column_stack([y[:, 0] * 1.2, y[:, 1] * 2.0, y[:, 2]])}
+    predictions = {
+        "m1": np.column_stack([y[:, 0] * 1.1, y[:, 1] * 3.0, y[:, 2]]),
+        "m2": np.column_stack([y[:, 0] * 1.2, y[:, 1] * 2.0, y[:, 2]]),
+    }
     result = search_ensemble(predictions, y, ["a", "b", "c"], threshold=0.5)
     assert result.kept_features == ["a"]
     assert result.dropped_features == ["b", "c"]

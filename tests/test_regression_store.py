@@ -34,7 +34,11 @@ SMALL_GRIDS = {
     "lr": {},
 }
 #: A few catalog features, for constructed data.
-FEATURES = ["lowLevel.spectral_centroid.mean", "lowLevel.spectral_flux.mean", "lowLevel.zerocrossingrate.mean"]
+FEATURES = [
+    "lowLevel.spectral_centroid.mean",
+    "lowLevel.spectral_flux.mean",
+    "lowLevel.zerocrossingrate.mean",
+]
 
 
 def reference_file(group: str) -> Path:
@@ -51,8 +55,15 @@ def import_reference(store, group: str) -> list[str]:
     return reference_features(group)
 
 
-def write_pairs(path: Path, n_pairs: int, *, instrument: str = "bass", seed: int = 0,
-                constant: str | None = None, zero_test: str | None = None) -> Path:
+def write_pairs(
+    path: Path,
+    n_pairs: int,
+    *,
+    instrument: str = "bass",
+    seed: int = 0,
+    constant: str | None = None,
+    zero_test: str | None = None,
+) -> Path:
     """A pairs CSV where the stem is a noisy linear function of the raw values; every fifth
     pair is a test pair."""
     rng = np.random.default_rng(seed)
@@ -62,8 +73,14 @@ def write_pairs(path: Path, n_pairs: int, *, instrument: str = "bass", seed: int
         stem = 0.8 * raw + 0.1 + rng.normal(0, 0.01, size=len(FEATURES))
         split = "test" if k % 5 == 0 else "train"
         for role, values in (("raw", raw), ("stem", stem)):
-            row = {"multitrack": f"mt{k:03d}", "instrument": instrument, "role": role,
-                   "pair": f"{instrument}-p{k:03d}", "split": split, **dict(zip(FEATURES, values))}
+            row = {
+                "multitrack": f"mt{k:03d}",
+                "instrument": instrument,
+                "role": role,
+                "pair": f"{instrument}-p{k:03d}",
+                "split": split,
+                **dict(zip(FEATURES, values)),
+            }
             if constant == role or constant == "both":
                 row[FEATURES[0]] = 1.0
             if zero_test and role == "stem" and split == "test" and k == 0:
@@ -88,8 +105,24 @@ def test_reference_paper_runs_all_groups_reports_plot_and_determinism(store, db_
     for group in GROUPS:
         features = import_reference(store, group)
         if group == "bass":
-            result = runner.invoke(app, ["regress", "--group", "bass", "--preset", "paper", "--outliers", "none",
-                                         "--features", ",".join(features), "--jobs", "-1", "--db", db_url])
+            result = runner.invoke(
+                app,
+                [
+                    "regress",
+                    "--group",
+                    "bass",
+                    "--preset",
+                    "paper",
+                    "--outliers",
+                    "none",
+                    "--features",
+                    ",".join(features),
+                    "--jobs",
+                    "-1",
+                    "--db",
+                    db_url,
+                ],
+            )
             assert result.exit_code == 0, result.output
             assert "regression run" in result.output and "a-mape" in result.output
             runs[group] = int(result.output.split()[2])
@@ -97,14 +130,20 @@ def test_reference_paper_runs_all_groups_reports_plot_and_determinism(store, db_
             runs[group] = regress(store, group, features=features, preset="paper", outliers="none", n_jobs=-1)
 
         n_rows = len(pd.read_csv(reference_file(group)))
-        snapshot = store.read_sql("SELECT split, excluded FROM run_segments WHERE run_id = :r", {"r": runs[group]})
+        snapshot = store.read_sql(
+            "SELECT split, excluded FROM run_segments WHERE run_id = :r", {"r": runs[group]}
+        )
         assert len(snapshot) == n_rows and snapshot["excluded"].isna().all()
         stored_split = pd.read_csv(reference_file(group))["split"].value_counts()
         assert snapshot["split"].value_counts().to_dict() == stored_split.to_dict()  # the split is kept
-        models = store.read_sql("SELECT model, artifact FROM regression_models WHERE run_id = :r", {"r": runs[group]})
+        models = store.read_sql(
+            "SELECT model, artifact FROM regression_models WHERE run_id = :r", {"r": runs[group]}
+        )
         assert set(MODEL_NAMES) <= set(models["model"]) and models["artifact"].notna().all()
         n_test = int(stored_split["test"]) // 2
-        preds = store.read_sql("SELECT COUNT(*) AS n FROM regression_predictions WHERE run_id = :r", {"r": runs[group]})
+        preds = store.read_sql(
+            "SELECT COUNT(*) AS n FROM regression_predictions WHERE run_id = :r", {"r": runs[group]}
+        )
         assert int(preds["n"].iloc[0]) == len(MODEL_NAMES) * n_test * len(features)
 
     table6 = report(store, "table6")
@@ -132,9 +171,13 @@ def test_reference_paper_runs_all_groups_reports_plot_and_determinism(store, db_
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Determinism: the same run again gives the same metrics for the models without randomness.
-    again = regress(store, "bass", features=reference_features("bass"), preset="paper", outliers="none", n_jobs=-1)
-    sql = ("SELECT model, feature_id, mape, mae FROM regression_metrics WHERE run_id = :r "
-           "AND model IN ('lr', 'svr', 'knn', 'pls') ORDER BY model, feature_id")
+    again = regress(
+        store, "bass", features=reference_features("bass"), preset="paper", outliers="none", n_jobs=-1
+    )
+    sql = (
+        "SELECT model, feature_id, mape, mae FROM regression_metrics WHERE run_id = :r "
+        "AND model IN ('lr', 'svr', 'knn', 'pls') ORDER BY model, feature_id"
+    )
     first, second = store.read_sql(sql, {"r": runs["bass"]}), store.read_sql(sql, {"r": again})
     assert len(first) == 4 * len(reference_features("bass"))
     pd.testing.assert_frame_equal(first, second)
@@ -148,22 +191,28 @@ def test_reference_tuned_run_records_cv_and_outliers(store):
     run_id = regress(store, "guitar", features=features, preset="tuned", grids=SMALL_GRIDS)
     table6 = report(store, "table6", groups=["guitar"])
     assert len(table6) == len(MODEL_NAMES) * len(features) and finite_where_defined(table6)
-    models = store.read_sql("SELECT model, hyperparams, cv_scores FROM regression_models WHERE run_id = :r",
-                            {"r": run_id}).set_index("model")
+    models = store.read_sql(
+        "SELECT model, hyperparams, cv_scores FROM regression_models WHERE run_id = :r", {"r": run_id}
+    ).set_index("model")
     cv = json.loads(models.loc["svr", "cv_scores"])
     assert cv["n_splits"] == 5 and math.isfinite(cv["best_mape"])
     assert json.loads(models.loc["rf", "hyperparams"])["n_estimators"] == 30
     run = store.read_sql("SELECT status, params, counts FROM runs WHERE id = :r", {"r": run_id}).iloc[0]
     assert run["status"] == "done"
     counts, params = json.loads(run["counts"]), json.loads(run["params"])
-    assert params["preset"] == "tuned" and params["features"] == features and params["split_source"] == "stored"
-    excluded = store.read_sql("SELECT COUNT(*) AS n FROM run_segments WHERE run_id = :r AND excluded = 'outlier'",
-                              {"r": run_id})
+    assert (
+        params["preset"] == "tuned" and params["features"] == features and params["split_source"] == "stored"
+    )
+    excluded = store.read_sql(
+        "SELECT COUNT(*) AS n FROM run_segments WHERE run_id = :r AND excluded = 'outlier'", {"r": run_id}
+    )
     assert int(excluded["n"].iloc[0]) == 2 * counts["outlier_pairs"]
     summary = regression_summary(store, run_id)
     assert summary.counts == counts and summary.warnings == counts["warnings"]
-    text = (f"regression run {run_id} (guitar, tuned): {counts['train_pairs']} training and "
-            f"{counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; ")
+    text = (
+        f"regression run {run_id} (guitar, tuned): {counts['train_pairs']} training and "
+        f"{counts['test_pairs']} test pairs, {counts['outlier_pairs']} outlier pairs removed; "
+    )
     if counts["best"]:
         text += f"best {counts['best']} with a-mape {counts['a_mape']:.4g}"
     else:
@@ -188,12 +237,16 @@ def test_predict_from_a_wav(store, db_url, tmp_path):
     assert out.attrs["run_id"] == run_id and out.attrs["notes"]  # 3 s < 10 s: analysed whole
     assert best_model(store, run_id).features == features
 
-    result = CliRunner().invoke(app, ["predict", str(wav), "--group", "bass", "--format", "json", "--db", db_url])
+    result = CliRunner().invoke(
+        app, ["predict", str(wav), "--group", "bass", "--format", "json", "--db", db_url]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["run_id"] == run_id and len(body["features"]) == len(features)
 
-    result = CliRunner().invoke(app, ["predict", str(tmp_path / "missing.wav"), "--group", "bass", "--db", db_url])
+    result = CliRunner().invoke(
+        app, ["predict", str(tmp_path / "missing.wav"), "--group", "bass", "--db", db_url]
+    )
     assert result.exit_code == 1 and "not found" in result.output
 
 
@@ -212,8 +265,9 @@ def test_bad_input_gives_clear_messages(store, db_url, tmp_path):
     assert store.read_sql("SELECT COUNT(*) AS n FROM regression_metrics")["n"].iloc[0] == 0
     assert store.read_sql("SELECT COUNT(*) AS n FROM run_segments")["n"].iloc[0] == 0
 
-    import_features(store, write_pairs(tmp_path / "constant.csv", 20, instrument="electric bass",
-                                       constant="stem"))
+    import_features(
+        store, write_pairs(tmp_path / "constant.csv", 20, instrument="electric bass", constant="stem")
+    )
     # The "electric bass" rows belong to the bass group too: 26 pairs, a constant stem column.
     store.set_group("eb", ["electric bass"])
     with pytest.raises(StemstoreError, match="constant.*lowLevel.spectral_centroid.mean"):
@@ -233,13 +287,17 @@ def test_bad_input_gives_clear_messages(store, db_url, tmp_path):
         predict(store, tmp_path / "x.wav", "guitar")
 
     # Through the CLI: one line on stderr, status 1, no traceback.
-    for args in (["regress", "--group", "nosuch", "--features", FEATURES[0]],
-                 ["regress", "--group", "bass", "--preset", "fancy", "--features", FEATURES[0]],
-                 ["plot", "pca", "--group", "keys", "-o", str(tmp_path / "x.png")],
-                 ["predict", str(tmp_path / "missing.wav"), "--group", "bass"]):
+    for args in (
+        ["regress", "--group", "nosuch", "--features", FEATURES[0]],
+        ["regress", "--group", "bass", "--preset", "fancy", "--features", FEATURES[0]],
+        ["plot", "pca", "--group", "keys", "-o", str(tmp_path / "x.png")],
+        ["predict", str(tmp_path / "missing.wav"), "--group", "bass"],
+    ):
         result = CliRunner().invoke(app, [*args, "--db", db_url])
         assert result.exit_code == 1, (args, result.output)
-        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, (
+            result.output
+        )
 
 
 def test_zero_target_is_infinite_mape_and_counted(store, tmp_path):

@@ -37,7 +37,7 @@ def tone(seconds: float, freq: float = 220.0, amplitude: float = 0.3) -> np.ndar
 def with_burst(base: np.ndarray, start_s: float, burst: np.ndarray) -> np.ndarray:
     out = base.copy()
     i = int(start_s * SR)
-    out[i:i + burst.size] += burst
+    out[i : i + burst.size] += burst
     return out
 
 
@@ -75,16 +75,28 @@ def build_corpus(store, root: Path, multitracks: dict[str, list[dict]], corpus: 
             s.flush()
             inst = instrument_ids(s, [st["instrument"] for st in stems])
             for st in stems:
-                stem = Track(multitrack_id=mt.id, kind="stem", code=st["code"], instrument_id=inst[st["instrument"]],
-                             labels=[st["instrument"]], path=write(name, st["code"], st["audio"]),
-                             audio_status="present")
+                stem = Track(
+                    multitrack_id=mt.id,
+                    kind="stem",
+                    code=st["code"],
+                    instrument_id=inst[st["instrument"]],
+                    labels=[st["instrument"]],
+                    path=write(name, st["code"], st["audio"]),
+                    audio_status="present",
+                )
                 s.add(stem)
                 s.flush()
                 ids[(name, st["code"])] = stem.id
                 for raw_spec in st.get("raws", []):
-                    raw = Track(multitrack_id=mt.id, kind="raw", code=raw_spec["code"],
-                                instrument_id=inst[st["instrument"]], labels=[st["instrument"]],
-                                path=write(name, raw_spec["code"], raw_spec["audio"]), audio_status="present")
+                    raw = Track(
+                        multitrack_id=mt.id,
+                        kind="raw",
+                        code=raw_spec["code"],
+                        instrument_id=inst[st["instrument"]],
+                        labels=[st["instrument"]],
+                        path=write(name, raw_spec["code"], raw_spec["audio"]),
+                        audio_status="present",
+                    )
                     s.add(raw)
                     s.flush()
                     ids[(name, raw_spec["code"])] = raw.id
@@ -93,9 +105,11 @@ def build_corpus(store, root: Path, multitracks: dict[str, list[dict]], corpus: 
 
 
 def segment_rows(store) -> list[dict]:
-    df = store.read_sql("SELECT s.*, t.code, m.name AS multitrack FROM segments s "
-                        "JOIN tracks t ON t.id = s.track_id JOIN multitracks m ON m.id = t.multitrack_id "
-                        "ORDER BY s.id")
+    df = store.read_sql(
+        "SELECT s.*, t.code, m.name AS multitrack FROM segments s "
+        "JOIN tracks t ON t.id = s.track_id JOIN multitracks m ON m.id = t.multitrack_id "
+        "ORDER BY s.id"
+    )
     rows = df.to_dict("records")
     for r in rows:
         for key in ("pair", "reason", "split"):  # NULL text reads back as NaN in pandas
@@ -109,17 +123,40 @@ def test_the_loud_window_the_loudest_raw_and_the_loudest_stem(store, tmp_path):
     # Stem S01: quiet noise with a loud 2-s tone burst at 3.0 s.
     stem = with_burst(noise(8, seed=1), 3.0, tone(2.0, amplitude=0.5))
     # Raw R01 is the loudest overall but nearly silent during 3..5 s; R02 is loud exactly there.
-    raw_loud_elsewhere = np.concatenate([tone(3.0, amplitude=0.8), noise(2, 0.001, 2), tone(3.0, amplitude=0.8)])
+    raw_loud_elsewhere = np.concatenate(
+        [tone(3.0, amplitude=0.8), noise(2, 0.001, 2), tone(3.0, amplitude=0.8)]
+    )
     raw_loud_there = with_burst(noise(8, seed=3), 3.0, tone(2.0, amplitude=0.2))
     # Two keys stems share a label: S03 is quieter than S02 everywhere.
-    ids = build_corpus(store, tmp_path, {"MT1": [
-        {"code": "S01", "instrument": "electric bass", "audio": stem,
-         "raws": [{"code": "S01/R01", "audio": raw_loud_elsewhere}, {"code": "S01/R02", "audio": raw_loud_there}]},
-        {"code": "S02", "instrument": "piano", "audio": with_burst(noise(6, 0.05, 4), 1.0, tone(2.0, 440, 0.4)),
-         "raws": [{"code": "S02/R01", "audio": noise(6, 0.05, 5)}]},
-        {"code": "S03", "instrument": "piano", "audio": noise(6, 0.02, 6),
-         "raws": [{"code": "S03/R01", "audio": noise(6, 0.05, 7)}]},
-    ]})
+    ids = build_corpus(
+        store,
+        tmp_path,
+        {
+            "MT1": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": stem,
+                    "raws": [
+                        {"code": "S01/R01", "audio": raw_loud_elsewhere},
+                        {"code": "S01/R02", "audio": raw_loud_there},
+                    ],
+                },
+                {
+                    "code": "S02",
+                    "instrument": "piano",
+                    "audio": with_burst(noise(6, 0.05, 4), 1.0, tone(2.0, 440, 0.4)),
+                    "raws": [{"code": "S02/R01", "audio": noise(6, 0.05, 5)}],
+                },
+                {
+                    "code": "S03",
+                    "instrument": "piano",
+                    "audio": noise(6, 0.02, 6),
+                    "raws": [{"code": "S03/R01", "audio": noise(6, 0.05, 7)}],
+                },
+            ]
+        },
+    )
 
     summary = segment(store, window=2.0)
     assert (summary.units, summary.pairs, summary.skipped_units) == (2, 2, 0)
@@ -127,8 +164,8 @@ def test_the_loud_window_the_loudest_raw_and_the_loudest_stem(store, tmp_path):
     assert set(rows) == {"S01", "S01/R02", "S02", "S02/R01", "S03"}
 
     bass_stem, bass_raw = rows["S01"], rows["S01/R02"]
-    assert bass_stem["start"] == pytest.approx(3.0, abs=5 / SR)   # the burst window
-    assert bass_raw["start"] == bass_stem["start"]                # the same interval
+    assert bass_stem["start"] == pytest.approx(3.0, abs=5 / SR)  # the burst window
+    assert bass_raw["start"] == bass_stem["start"]  # the same interval
     assert bass_stem["duration"] == bass_raw["duration"] == pytest.approx(2.0)
     assert bass_stem["pair"] == bass_raw["pair"] == "MT1/electric bass"
     assert (bass_stem["role"], bass_raw["role"]) == ("stem", "raw")
@@ -151,9 +188,20 @@ def test_the_loud_window_the_loudest_raw_and_the_loudest_stem(store, tmp_path):
 
 
 def test_no_normalise_records_no_gain(store, tmp_path):
-    build_corpus(store, tmp_path, {"MT1": [
-        {"code": "S01", "instrument": "electric bass", "audio": tone(4.0),
-         "raws": [{"code": "S01/R01", "audio": tone(4.0, amplitude=0.1)}]}]})
+    build_corpus(
+        store,
+        tmp_path,
+        {
+            "MT1": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": tone(4.0),
+                    "raws": [{"code": "S01/R01", "audio": tone(4.0, amplitude=0.1)}],
+                }
+            ]
+        },
+    )
     segment(store, window=2.0, normalise=False)
     for row in segment_rows(store):
         assert row["params"]["normalise"] is False and row["params"]["replaygain_db"] == 0.0
@@ -162,30 +210,71 @@ def test_no_normalise_records_no_gain(store, tmp_path):
 # -- skip reasons -------------------------------------------------------------------------------
 def test_skip_reasons_are_recorded(store, tmp_path):
     ok_raw = [{"code": "S01/R01", "audio": noise(4, 0.1, 9)}]
-    build_corpus(store, tmp_path, {
-        "Short": [{"code": "S01", "instrument": "electric bass", "audio": noise(1.0, 0.1), "raws": ok_raw}],
-        "Silent": [{"code": "S01", "instrument": "electric bass", "audio": np.zeros(4 * SR, np.float32),
-                    "raws": ok_raw}],
-        "Missing": [{"code": "S01", "instrument": "electric bass", "audio": None, "raws": ok_raw}],
-        "Corrupt": [{"code": "S01", "instrument": "electric bass", "audio": b"RIFF\x10\x00\x00\x00WAVEjunkjunk",
-                     "raws": ok_raw}],
-        "NoRaw": [{"code": "S01", "instrument": "electric bass", "audio": noise(4, 0.1)}],
-        "SilentRaw": [{"code": "S01", "instrument": "electric bass", "audio": noise(4, 0.1),
-                       "raws": [{"code": "S01/R01", "audio": np.zeros(4 * SR, np.float32)}]}],
-        "MissingRaw": [{"code": "S01", "instrument": "electric bass", "audio": noise(4, 0.1),
-                        "raws": [{"code": "S01/R01", "audio": None}]}],
-    })
+    build_corpus(
+        store,
+        tmp_path,
+        {
+            "Short": [
+                {"code": "S01", "instrument": "electric bass", "audio": noise(1.0, 0.1), "raws": ok_raw}
+            ],
+            "Silent": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": np.zeros(4 * SR, np.float32),
+                    "raws": ok_raw,
+                }
+            ],
+            "Missing": [{"code": "S01", "instrument": "electric bass", "audio": None, "raws": ok_raw}],
+            "Corrupt": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": b"RIFF\x10\x00\x00\x00WAVEjunkjunk",
+                    "raws": ok_raw,
+                }
+            ],
+            "NoRaw": [{"code": "S01", "instrument": "electric bass", "audio": noise(4, 0.1)}],
+            "SilentRaw": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": noise(4, 0.1),
+                    "raws": [{"code": "S01/R01", "audio": np.zeros(4 * SR, np.float32)}],
+                }
+            ],
+            "MissingRaw": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": noise(4, 0.1),
+                    "raws": [{"code": "S01/R01", "audio": None}],
+                }
+            ],
+        },
+    )
     summary = segment(store, window=2.0)
     assert (summary.units, summary.pairs, summary.skipped_units) == (7, 0, 7)
     rows = {r["multitrack"]: r for r in segment_rows(store)}
     assert all(r["status"] == "skipped" and r["role"] == "stem" and r["pair"] is None for r in rows.values())
-    expected = {"Short": "too short", "Silent": "silent", "Missing": "missing audio",
-                "Corrupt": "unreadable audio", "NoRaw": "no raw", "SilentRaw": "silent",
-                "MissingRaw": "missing audio"}
+    expected = {
+        "Short": "too short",
+        "Silent": "silent",
+        "Missing": "missing audio",
+        "Corrupt": "unreadable audio",
+        "NoRaw": "no raw",
+        "SilentRaw": "silent",
+        "MissingRaw": "missing audio",
+    }
     for name, kind in expected.items():
         assert rows[name]["reason"].startswith(kind + ":"), (name, rows[name]["reason"])
-    assert summary.skip_reasons == {"too short": 1, "silent": 2, "missing audio": 2,
-                                    "unreadable audio": 1, "no raw": 1}
+    assert summary.skip_reasons == {
+        "too short": 1,
+        "silent": 2,
+        "missing audio": 2,
+        "unreadable audio": 1,
+        "no raw": 1,
+    }
 
 
 def test_a_window_shorter_than_a_second_is_refused(store):
@@ -197,12 +286,27 @@ def test_a_window_shorter_than_a_second_is_refused(store):
 
 # -- incremental ----------------------------------------------------------------------------------
 def _two_multitracks(store, tmp_path):
-    return build_corpus(store, tmp_path, {
-        f"MT{i}": [{"code": "S01", "instrument": "electric bass", "audio": with_burst(noise(5, seed=i), 2.0, tone(2.0)),
-                    "raws": [{"code": "S01/R01", "audio": noise(5, 0.1, 10 + i)}]},
-                   {"code": "S02", "instrument": "male singer", "audio": noise(5, 0.2, 20 + i),
-                    "raws": [{"code": "S02/R01", "audio": noise(5, 0.1, 30 + i)}]}]
-        for i in (1, 2)})
+    return build_corpus(
+        store,
+        tmp_path,
+        {
+            f"MT{i}": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": with_burst(noise(5, seed=i), 2.0, tone(2.0)),
+                    "raws": [{"code": "S01/R01", "audio": noise(5, 0.1, 10 + i)}],
+                },
+                {
+                    "code": "S02",
+                    "instrument": "male singer",
+                    "audio": noise(5, 0.2, 20 + i),
+                    "raws": [{"code": "S02/R01", "audio": noise(5, 0.1, 30 + i)}],
+                },
+            ]
+            for i in (1, 2)
+        },
+    )
 
 
 def test_segment_is_incremental_and_redoes_stale_units(store, tmp_path):
@@ -223,9 +327,11 @@ def test_segment_is_incremental_and_redoes_stale_units(store, tmp_path):
     assert (third.unchanged, third.pairs, third.replaced) == (3, 1, 1)
     after = segment_rows(store)
     assert len(after) == len(before)
-    assert stale_id not in {r["id"] for r in after}      # replaced (no run used it)
+    assert stale_id not in {r["id"] for r in after}  # replaced (no run used it)
     assert not any(r["stale"] for r in after)
-    redone = [r for r in after if r["multitrack"] == "MT1" and r["instrument_id"] == before[0]["instrument_id"]]
+    redone = [
+        r for r in after if r["multitrack"] == "MT1" and r["instrument_id"] == before[0]["instrument_id"]
+    ]
     assert {r["code"] for r in redone} == {"S01", "S01/R01"}
     assert all(r["params"]["run"] == third.run_id for r in redone)
 

@@ -33,11 +33,12 @@ def _dominant_frequency(signal: np.ndarray, sr: int = SAMPLE_RATE) -> float:
 
 # ---------------------------------------------------------------------------- energy windows
 
+
 def test_highest_energy_window_finds_a_loud_burst_at_its_position():
     rng = np.random.default_rng(RNG_SEED)
     signal = rng.normal(0.0, 0.01, 20 * SAMPLE_RATE).astype(np.float32)
     burst_start, window = int(7.3 * SAMPLE_RATE), 2 * SAMPLE_RATE
-    signal[burst_start:burst_start + window] += rng.normal(0.0, 0.5, window).astype(np.float32)
+    signal[burst_start : burst_start + window] += rng.normal(0.0, 0.5, window).astype(np.float32)
 
     start = highest_energy_window(signal, window)
 
@@ -50,8 +51,8 @@ def test_highest_energy_window_finds_a_loud_burst_at_its_position():
 def test_highest_energy_window_prefers_the_louder_of_two_bursts():
     signal = np.zeros(30 * SAMPLE_RATE, dtype=np.float32)
     window = 10 * SAMPLE_RATE
-    signal[2 * SAMPLE_RATE:4 * SAMPLE_RATE] = 0.3
-    signal[20 * SAMPLE_RATE:22 * SAMPLE_RATE] = 0.6
+    signal[2 * SAMPLE_RATE : 4 * SAMPLE_RATE] = 0.3
+    signal[20 * SAMPLE_RATE : 22 * SAMPLE_RATE] = 0.6
     start = highest_energy_window(signal, window)
     # Every window containing the whole louder burst is optimal; the earliest one is returned.
     assert start == 12 * SAMPLE_RATE
@@ -61,7 +62,7 @@ def test_window_energies_match_brute_force():
     rng = np.random.default_rng(RNG_SEED)
     signal = rng.normal(size=500).astype(np.float32)
     energies = window_energies(signal, 37)
-    brute = [float(np.sum(signal[i:i + 37].astype(np.float64) ** 2)) for i in range(500 - 37 + 1)]
+    brute = [float(np.sum(signal[i : i + 37].astype(np.float64) ** 2)) for i in range(500 - 37 + 1)]
     np.testing.assert_allclose(energies, brute, rtol=1e-9, atol=1e-9)
     assert window_energy(signal, 100, 37) == pytest.approx(brute[100], rel=1e-9)
 
@@ -84,6 +85,7 @@ def test_silence_detection():
 
 # ---------------------------------------------------------------------------- loading
 
+
 def test_load_mono_resamples_48k_stereo_to_44k1_mono(tmp_path):
     sr_in, seconds = 48000, 2.0
     left = _sine(440.0, seconds, amplitude=0.4, sr=sr_in)
@@ -97,7 +99,7 @@ def test_load_mono_resamples_48k_stereo_to_44k1_mono(tmp_path):
     assert abs(audio.size - int(seconds * SAMPLE_RATE)) <= 64  # resampler edge effects only
     assert _dominant_frequency(audio) == pytest.approx(440.0, abs=2.0)
     # A mix of 0.4 and 0.2 in-phase sines is a 0.3 sine: RMS 0.3 / sqrt(2).
-    middle = audio[SAMPLE_RATE // 4: -SAMPLE_RATE // 4]
+    middle = audio[SAMPLE_RATE // 4 : -SAMPLE_RATE // 4]
     assert np.sqrt(np.mean(middle.astype(np.float64) ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.02)
 
 
@@ -129,6 +131,7 @@ def test_corrupt_and_missing_files_raise_audio_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------- pre-processing
+
 
 def test_preprocess_normalises_loudness_with_replaygain():
     rng = np.random.default_rng(RNG_SEED)

@@ -24,8 +24,7 @@ from stemstore.selection import (
 )
 
 # Smaller than the "fast" preset: enough trees for the synthetic problems below.
-TINY = dict(n_forests=5, n_trees=80, n_fits_interp=8, n_trees_interp=50,
-            n_fits_pred=8, n_trees_pred=50)
+TINY = dict(n_forests=5, n_trees=80, n_fits_interp=8, n_trees_interp=50, n_fits_pred=8, n_trees_pred=50)
 INFORMATIVE = [0, 1, 2]
 
 
@@ -71,8 +70,7 @@ def test_fitted_attributes_have_consistent_shapes(fitted):
     p = X.shape[1]
     assert selector.n_features_in_ == p
     assert selector.importances_.shape == (TINY["n_forests"], p)
-    for name in ("importances_mean_", "importances_std_", "ranking_", "cart_predictions_",
-                 "std_by_rank_"):
+    for name in ("importances_mean_", "importances_std_", "ranking_", "cart_predictions_", "std_by_rank_"):
         assert getattr(selector, name).shape == (p,)
     assert selector.threshold_ == pytest.approx(selector.cart_predictions_.min())
     interp = selector.oob_errors_interp_
@@ -118,7 +116,10 @@ def test_works_in_a_pipeline_and_keeps_dataframe_names():
     selector = pipeline[0]
     assert list(selector.f_pred_names_) == [f"lowLevel.feature.{i}" for i in selector.f_pred_]
     # transform keeps the original column order; f_pred_ is in importance order.
-    np.testing.assert_array_equal(selector.get_feature_names_out(), sorted(selector.f_pred_names_, key=lambda n: int(n.rsplit('.', 1)[1])))
+    np.testing.assert_array_equal(
+        selector.get_feature_names_out(),
+        sorted(selector.f_pred_names_, key=lambda n: int(n.rsplit(".", 1)[1])),
+    )
 
 
 def test_get_params_and_clone_round_trip():
@@ -139,8 +140,9 @@ def test_get_params_and_clone_round_trip():
 def test_feature_never_used_by_any_tree_has_importance_exactly_zero():
     X, y = make_problem(n_per_class=30, n_features=20, seed=4)
     X[:, 5] = 1.0  # a constant column can never be split on
-    importances, _ = _forest_importances(X.astype(np.float32), y.astype(np.float64), 50, 6,
-                                         np.random.SeedSequence(0))
+    importances, _ = _forest_importances(
+        X.astype(np.float32), y.astype(np.float64), 50, 6, np.random.SeedSequence(0)
+    )
     assert importances[5] == 0.0
     assert importances[INFORMATIVE].min() > 0
 
@@ -154,8 +156,9 @@ def test_numpy_tree_walk_matches_scikit_learn():
         feature = tree.tree_.feature
         used = np.unique(feature[feature >= 0])
         local = np.where(feature >= 0, np.searchsorted(used, feature), -1)
-        np.testing.assert_array_equal(_predict_local(tree, local, X[:, used]),
-                                      _leaf_classes(tree)[tree.tree_.apply(X)])
+        np.testing.assert_array_equal(
+            _predict_local(tree, local, X[:, used]), _leaf_classes(tree)[tree.tree_.apply(X)]
+        )
 
 
 def test_too_few_samples_of_a_class_raise_a_clear_error():
@@ -170,16 +173,19 @@ def test_too_few_samples_of_a_class_raise_a_clear_error():
 def test_plots_write_non_empty_pngs(fitted, tmp_path):
     selector, _, _ = fitted
     names = [f"lowLevel.barkbands.max.{i}" for i in range(selector.n_features_in_)]
-    figure = plot_importance(selector.importances_mean_, selector.importances_std_, names,
-                             top=50, path=tmp_path / "fig2.png")
+    figure = plot_importance(
+        selector.importances_mean_, selector.importances_std_, names, top=50, path=tmp_path / "fig2.png"
+    )
     assert len(figure.axes[0].patches) == 50
-    figure = plot_oob_curves(selector.oob_errors_interp_, selector.oob_errors_pred_,
-                             n_selected_interp=len(selector.f_p2_),
-                             pred_labels=[names[i] for i in selector.oob_errors_pred_["feature"]],
-                             path=tmp_path / "fig3.png")
+    figure = plot_oob_curves(
+        selector.oob_errors_interp_,
+        selector.oob_errors_pred_,
+        n_selected_interp=len(selector.f_p2_),
+        pred_labels=[names[i] for i in selector.oob_errors_pred_["feature"]],
+        path=tmp_path / "fig3.png",
+    )
     assert figure.axes[0].get_ylabel() == "OOB error rate"
-    plot_oob_curves(pd.DataFrame(selector.oob_errors_interp_), [0.3, 0.2],
-                    path=tmp_path / "fig3-plain.png")
+    plot_oob_curves(pd.DataFrame(selector.oob_errors_interp_), [0.3, 0.2], path=tmp_path / "fig3-plain.png")
     for name in ("fig2.png", "fig3.png", "fig3-plain.png"):
         content = (tmp_path / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 5000

@@ -29,11 +29,16 @@ def test_selection_run_is_stored_and_reported(bass_store):
     n_pred = int(features["in_fpred"].sum())
     assert n_pred >= 1
     # f_pred ⊆ f_p2 ⊆ f_p1
-    assert (features["in_fp2"] <= features["in_fp1"]).all() and (features["in_fpred"] <= features["in_fp2"]).all()
+    assert (features["in_fp2"] <= features["in_fp1"]).all() and (
+        features["in_fpred"] <= features["in_fp2"]
+    ).all()
     assert set(curves["curve"]) == {"importance_sd", "cart", "interpretation", "prediction"}
     table4 = report(bass_store, "table4", groups=["bass"])
     assert table4[["f_p1", "f_p2", "f_pred"]].iloc[0].tolist() == [
-        int(features["in_fp1"].sum()), int(features["in_fp2"].sum()), n_pred]
+        int(features["in_fp1"].sum()),
+        int(features["in_fp2"].sum()),
+        n_pred,
+    ]
     table5 = report(bass_store, "table5", groups=["bass"])
     assert list(table5["position"]) == list(range(1, n_pred + 1))
     assert set(table5["statistic"]) <= {"max", "mean", "dvar2", ""}
@@ -66,7 +71,8 @@ def test_same_seed_same_result_and_latest_run(bass_store):
 def test_too_few_segments_and_no_features(store, tmp_path):
     small = tmp_path / "small.csv"
     rows = ["multitrack,instrument,role,lowLevel.hfc.mean"] + [
-        f"m{i},electric bass,{role},{i + (role == 'stem')}" for i in range(6) for role in ("raw", "stem")]
+        f"m{i},electric bass,{role},{i + (role == 'stem')}" for i in range(6) for role in ("raw", "stem")
+    ]
     small.write_text("\n".join(rows) + "\n")
     exchange.import_features(store, small)
     with pytest.raises(StemstoreError, match="6 raw and 6 stem segments; selection needs at least 10"):
@@ -80,14 +86,20 @@ def test_too_few_segments_and_no_features(store, tmp_path):
 def test_cli_select_and_figures(bass_store, tmp_path):
     runner = CliRunner()
     db = bass_store.url
-    result = runner.invoke(app, ["select", "--group", "bass", "--trees", "40", "--forests", "3", "--db", db],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["select", "--group", "bass", "--trees", "40", "--forests", "3", "--db", db],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     for kind in ("importance", "oob"):
         out = tmp_path / f"{kind}.png"
-        result = runner.invoke(app, ["plot", kind, "--group", "bass", "-o", str(out), "--db", db],
-                               catch_exceptions=False)
+        result = runner.invoke(
+            app, ["plot", kind, "--group", "bass", "-o", str(out), "--db", db], catch_exceptions=False
+        )
         assert result.exit_code == 0, result.output
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
-    result = runner.invoke(app, ["plot", "oob", "--group", "vocal", "-o", str(tmp_path / "x.png"), "--db", db])
+    result = runner.invoke(
+        app, ["plot", "oob", "--group", "vocal", "-o", str(tmp_path / "x.png"), "--db", db]
+    )
     assert result.exit_code == 1 and "no finished selection run" in result.output

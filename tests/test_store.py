@@ -52,9 +52,11 @@ def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
         key = ["multitrack", "role"]
         a = original.sort_values(key).reset_index(drop=True)
         b = back.sort_values(key).reset_index(drop=True)[list(original.columns)]
-        pd.testing.assert_frame_equal(a[["multitrack", "instrument", "role", "pair", "split"]],
-                                      b[["multitrack", "instrument", "role", "pair", "split"]],
-                                      check_dtype=False)
+        pd.testing.assert_frame_equal(
+            a[["multitrack", "instrument", "role", "pair", "split"]],
+            b[["multitrack", "instrument", "role", "pair", "split"]],
+            check_dtype=False,
+        )
         features = [c for c in original.columns if c not in exchange.META_COLUMNS]
         # bit-exact: compare the float64 bit patterns
         assert np.array_equal(a[features].to_numpy().view(np.int64), b[features].to_numpy().view(np.int64))
@@ -88,15 +90,27 @@ def _write(tmp_path, text: str, name="bad.csv"):
     return path
 
 
-@pytest.mark.parametrize("content, message", [
-    ("multitrack,instrument,lowLevel.hfc.mean\nA,bass,1\n", "missing required column"),
-    ("multitrack,instrument,role,nosuch.feature\nA,bass,raw,1\n", "unknown feature name.*nosuch.feature"),
-    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,abc\n", "line 2, column lowLevel.hfc.mean: 'abc' is not a number"),
-    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,\n", "line 2, column lowLevel.hfc.mean: empty value"),
-    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,mix,1\n", "line 2: role 'mix' is neither"),
-    ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,1\nA,bass,raw,2\n", "line 3: repeats the segment"),
-    ("multitrack,instrument,role,split,lowLevel.hfc.mean\nA,bass,raw,dev,1\n", "split 'dev'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("multitrack,instrument,lowLevel.hfc.mean\nA,bass,1\n", "missing required column"),
+        ("multitrack,instrument,role,nosuch.feature\nA,bass,raw,1\n", "unknown feature name.*nosuch.feature"),
+        (
+            "multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,abc\n",
+            "line 2, column lowLevel.hfc.mean: 'abc' is not a number",
+        ),
+        (
+            "multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,\n",
+            "line 2, column lowLevel.hfc.mean: empty value",
+        ),
+        ("multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,mix,1\n", "line 2: role 'mix' is neither"),
+        (
+            "multitrack,instrument,role,lowLevel.hfc.mean\nA,bass,raw,1\nA,bass,raw,2\n",
+            "line 3: repeats the segment",
+        ),
+        ("multitrack,instrument,role,split,lowLevel.hfc.mean\nA,bass,raw,dev,1\n", "split 'dev'"),
+    ],
+)
 def test_bad_files_change_nothing(store, tmp_path, content, message):
     exchange.import_features(store, require_shared(REFERENCE / "bass-pairs.csv"))
     before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "tracks")}
@@ -161,11 +175,14 @@ def test_missing_directory_and_missing_store(tmp_path):
 def test_nan_and_inf_values_are_stored_as_values(store, tmp_path):
     """A feature may be NaN or ±inf (Essentia gives them); they are values, not NULLs."""
     path = tmp_path / "odd.csv"
-    path.write_text("multitrack,instrument,role,lowLevel.hfc.mean,lowLevel.hfc.max\n"
-                    "m1,electric bass,raw,nan,inf\nm1,electric bass,stem,-inf,1.5\n")
+    path.write_text(
+        "multitrack,instrument,role,lowLevel.hfc.mean,lowLevel.hfc.max\n"
+        "m1,electric bass,raw,nan,inf\nm1,electric bass,stem,-inf,1.5\n"
+    )
     exchange.import_features(store, path)
-    stored = store.read_sql("SELECT COUNT(*) AS n, SUM(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS nulls "
-                            "FROM feature_values")
+    stored = store.read_sql(
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS nulls FROM feature_values"
+    )
     assert stored["n"][0] == 4 and stored["nulls"][0] == 0
     out = tmp_path / "back.csv"
     exchange.export_features(store, out, instruments=["electric bass"])

@@ -24,7 +24,13 @@ def test_run_done_with_counts_and_message(store):
         progress["n"] = 3
         run.message = "all fine"
     row = run_row(store, run.id)
-    assert (row.kind, row.status, row.group_name, row.params, row.seed) == ("extraction", "done", "bass", {"a": 1}, 7)
+    assert (row.kind, row.status, row.group_name, row.params, row.seed) == (
+        "extraction",
+        "done",
+        "bass",
+        {"a": 1},
+        7,
+    )
     assert row.counts == {"n": 3} and row.message == "all fine" and row.finished_at is not None
 
     with store.run("segment") as plain:
@@ -94,9 +100,13 @@ def test_deferred_and_recorded_runs(store):
 def test_latest_run(store):
     assert store.latest_run("selection", "bass") is None
     ids = {}
-    for name, group, status, stale in [("old", "bass", "done", False), ("stale", "bass", "done", True),
-                                       ("failed", "bass", "failed", False), ("running", "bass", "running", False),
-                                       ("other_group", "keys", "done", False)]:
+    for name, group, status, stale in [
+        ("old", "bass", "done", False),
+        ("stale", "bass", "done", True),
+        ("failed", "bass", "failed", False),
+        ("running", "bass", "running", False),
+        ("other_group", "keys", "done", False),
+    ]:
         ids[name] = store.start_run("selection", group=group)
         with store.session() as s:
             s.execute(sa.update(Run).where(Run.id == ids[name]).values(status=status, stale=stale))

@@ -28,8 +28,19 @@ def stemstore(*args: str, cwd: Path, check: bool = True) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
-    args = ("demo", "--multitracks", "24", "--seconds", "4", "--window", "3", "--group", "vocal",
-            "--workers", "2")
+    args = (
+        "demo",
+        "--multitracks",
+        "24",
+        "--seconds",
+        "4",
+        "--window",
+        "3",
+        "--group",
+        "vocal",
+        "--workers",
+        "2",
+    )
     first = stemstore(*args, cwd=work)
     second = stemstore(*args, cwd=work)
     return work, first, second
@@ -52,9 +63,17 @@ def test_selection_on_compressed_stems_finds_dynamic_descriptors(demo_run):
     keeps dynamic descriptors among f_p1."""
     work, _, _ = demo_run
     db = str(work / "demo-output" / "stemstore.duckdb")
-    result = stemstore("query", "SELECT f.descriptor FROM selection_features sf "
-                       "JOIN features f ON f.id = sf.feature_id JOIN runs r ON r.id = sf.run_id "
-                       "WHERE r.group_name = 'vocal' AND sf.in_fp1", "--format", "csv", "--db", db, cwd=work)
+    result = stemstore(
+        "query",
+        "SELECT f.descriptor FROM selection_features sf "
+        "JOIN features f ON f.id = sf.feature_id JOIN runs r ON r.id = sf.run_id "
+        "WHERE r.group_name = 'vocal' AND sf.in_fp1",
+        "--format",
+        "csv",
+        "--db",
+        db,
+        cwd=work,
+    )
     descriptors = result.stdout.split()[1:]
     assert descriptors, "f_p1 is empty"
     assert any(d.startswith("dynamic.") for d in descriptors), sorted(set(descriptors))
@@ -66,7 +85,7 @@ def test_demo_rerun_reuses_everything(demo_run):
     assert re.search(r"vocal: reused selection run \d+, regression run \d+", second.stderr)
     assert "selecting features" not in second.stderr
     # the same results are printed
-    table7 = lambda out: out[out.index("Table 7"):]  # noqa: E731
+    table7 = lambda out: out[out.index("Table 7") :]  # noqa: E731
     assert table7(first.stdout) == table7(second.stdout)
 
 
@@ -74,7 +93,9 @@ def test_every_group_report_shows_a_custom_group(demo_run):
     """Any instrument subset: a new group over the same labels runs and reports like a default one."""
     work, _, _ = demo_run
     db = str(work / "demo-output" / "stemstore.duckdb")
-    stemstore("groups", "set", "my-voices", "male singer", "female singer", "male rapper", "--db", db, cwd=work)
+    stemstore(
+        "groups", "set", "my-voices", "male singer", "female singer", "male rapper", "--db", db, cwd=work
+    )
     result = stemstore("study", "--group", "my-voices", "--window", "3", "--db", db, cwd=work)
     assert "Table 4" in result.stdout and "my-voices" in result.stdout
     for report in ("table4", "table5", "table6", "table7"):
@@ -87,7 +108,7 @@ def readme_blocks(language: str, section: str | None = None) -> list[str]:
     if section is not None:
         start = text.index(f"## {section}")
         end = text.find("\n## ", start + 1)
-        text = text[start:end if end > 0 else None]
+        text = text[start : end if end > 0 else None]
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 

@@ -25,8 +25,13 @@ SECONDS = 4.0
 def corpus(tmp_path_factory) -> synth.SynthSummary:
     root = tmp_path_factory.mktemp("synth")
     calls = []
-    summary = synth.synthesize_corpus(root, n_multitracks=N_MULTITRACKS, seconds=SECONDS,
-                                      seed=SEED, progress=lambda done, total: calls.append((done, total)))
+    summary = synth.synthesize_corpus(
+        root,
+        n_multitracks=N_MULTITRACKS,
+        seconds=SECONDS,
+        seed=SEED,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls[-1] == (N_MULTITRACKS, N_MULTITRACKS)
     return summary
 
@@ -42,14 +47,16 @@ def _multitracks(summary: synth.SynthSummary):
 
 def _stem_and_raw_sum(folder: Path, metadata: dict, stem_id: str, mixing_stem: dict):
     stem = sf.read(folder / metadata["stem_dir"] / mixing_stem["filename"])[0]
-    raw_sum = sum(10 ** (raw["gain_db"] / 20) * sf.read(folder / metadata["raw_dir"] / raw["filename"])[0]
-                  for raw in mixing_stem["raw"].values())
+    raw_sum = sum(
+        10 ** (raw["gain_db"] / 20) * sf.read(folder / metadata["raw_dir"] / raw["filename"])[0]
+        for raw in mixing_stem["raw"].values()
+    )
     return stem, raw_sum
 
 
 def _crest_db(x: np.ndarray) -> float:
     """Peak-to-RMS ratio in dB (independent of level, so no loudness matching is needed)."""
-    return 20 * np.log10(np.max(np.abs(x)) / np.sqrt(np.mean(x ** 2)))
+    return 20 * np.log10(np.max(np.abs(x)) / np.sqrt(np.mean(x**2)))
 
 
 def test_layout_follows_medleydb(corpus):
@@ -99,16 +106,18 @@ def test_audio_is_sane(corpus):
 
 def test_same_seed_same_bytes_and_other_seed_differs(corpus, tmp_path):
     # One process here, two in the fixture: the files must not depend on it either.
-    again = synth.synthesize_corpus(tmp_path / "again", n_multitracks=N_MULTITRACKS,
-                                    seconds=SECONDS, seed=SEED, workers=1)
+    again = synth.synthesize_corpus(
+        tmp_path / "again", n_multitracks=N_MULTITRACKS, seconds=SECONDS, seed=SEED, workers=1
+    )
     first_files = sorted(p.relative_to(corpus.root) for p in corpus.root.rglob("*") if p.is_file())
     again_files = sorted(p.relative_to(again.root) for p in again.root.rglob("*") if p.is_file())
     assert first_files == again_files
     for relative in first_files:
         assert (corpus.root / relative).read_bytes() == (again.root / relative).read_bytes(), relative
 
-    other = synth.synthesize_corpus(tmp_path / "other", n_multitracks=1, seconds=SECONDS,
-                                    seed=SEED + 1, workers=1)
+    other = synth.synthesize_corpus(
+        tmp_path / "other", n_multitracks=1, seconds=SECONDS, seed=SEED + 1, workers=1
+    )
     other_stem = next((other.root / other.multitracks[0]).rglob("*_STEM_01.wav")).read_bytes()
     first_stem = next((corpus.root / corpus.multitracks[0]).rglob("*_STEM_01.wav")).read_bytes()
     assert other_stem != first_stem
@@ -125,22 +134,24 @@ def test_chain_json_reproduces_every_stem(corpus):
             assert any(step["plugin"] == "Compressor" for step in chain)
             for step in chain:
                 assert step["params"], step
-            raws = [sf.read(folder / metadata["raw_dir"] / raw["filename"])[0]
-                    for raw in mixing_stem["raw"].values()]
+            raws = [
+                sf.read(folder / metadata["raw_dir"] / raw["filename"])[0]
+                for raw in mixing_stem["raw"].values()
+            ]
             gains = [raw["gain_db"] for raw in mixing_stem["raw"].values()]
             rendered = synth.render_stem(raws, gains, chain, mixing["sample_rate"])
             stem = sf.read(folder / metadata["stem_dir"] / mixing_stem["filename"])[0]
             # Equal up to 24-bit quantisation of the stem file.
-            np.testing.assert_allclose(rendered, stem, atol=2 ** -23)
+            np.testing.assert_allclose(rendered, stem, atol=2**-23)
 
 
 def test_mix_is_the_sum_of_the_stems(corpus):
     for folder, metadata, mixing in _multitracks(corpus):
-        stems = sum(sf.read(folder / metadata["stem_dir"] / s["filename"])[0]
-                    for s in metadata["stems"].values())
+        stems = sum(
+            sf.read(folder / metadata["stem_dir"] / s["filename"])[0] for s in metadata["stems"].values()
+        )
         mix = sf.read(folder / metadata["mix_filename"])[0]
-        np.testing.assert_allclose(mix, 10 ** (mixing["mix"]["gain_db"] / 20) * stems,
-                                   atol=2 ** -22)
+        np.testing.assert_allclose(mix, 10 ** (mixing["mix"]["gain_db"] / 20) * stems, atol=2**-22)
 
 
 def test_peak_limited_stems_have_less_dynamic_range_than_their_raws(corpus):
@@ -176,7 +187,7 @@ def _thd(chain: list[dict], sr: int = 44100) -> float:
     """Total harmonic distortion of a chain on a 220 Hz sine (steady state)."""
     t = np.arange(sr) / sr
     y = synth.chain_from_spec(chain)((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
-    y = y[sr // 2:] * np.hanning(sr - sr // 2)
+    y = y[sr // 2 :] * np.hanning(sr - sr // 2)
     power = np.abs(np.fft.rfft(y)) ** 2
     freqs = np.fft.rfftfreq(len(y), 1 / sr)
     fundamental = power[(freqs > 200) & (freqs < 240)].sum()
@@ -203,8 +214,13 @@ def test_every_instrument_plays_and_is_mixed(instrument):
     performance = synth._render_part(instrument, notes, song, rng)
     assert performance.shape == (song.n_samples,) and np.isfinite(performance).all()
     assert np.max(np.abs(performance)) > 0
-    raw = synth._record(performance, synth._room_sound(performance, 0.5, 44100),
-                        synth._draw_mic(synth._MICS_FOR[instrument][-1], rng), 44100, rng)
+    raw = synth._record(
+        performance,
+        synth._room_sound(performance, 0.5, 44100),
+        synth._draw_mic(synth._MICS_FOR[instrument][-1], rng),
+        44100,
+        rng,
+    )
     stem, gains, chain = synth._mix_stem([raw], instrument, 44100, rng)
     assert np.isfinite(stem).all() and 0 < np.max(np.abs(stem)) < 1
 

@@ -25,11 +25,13 @@ PROBE = "probe_view"
 def definition(conn: sa.Connection, name: str) -> str:
     """The view ``name``'s SELECT as the database renders it."""
     if conn.dialect.name == "duckdb":
-        sql = conn.execute(sa.text("SELECT sql FROM duckdb_views() WHERE view_name = :name"),
-                           {"name": name}).scalar_one()
+        sql = conn.execute(
+            sa.text("SELECT sql FROM duckdb_views() WHERE view_name = :name"), {"name": name}
+        ).scalar_one()
         return re.sub(r"^CREATE (TEMP |TEMPORARY )?VIEW \S+ AS ", "", sql)
-    return conn.execute(sa.text("SELECT pg_get_viewdef(CAST(:name AS regclass), true)"),
-                        {"name": name}).scalar_one()
+    return conn.execute(
+        sa.text("SELECT pg_get_viewdef(CAST(:name AS regclass), true)"), {"name": name}
+    ).scalar_one()
 
 
 def rendered(store: Store, sqltext: str) -> str:

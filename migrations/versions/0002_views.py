@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 Each view's SELECT is frozen here as this migration builds it (see stemstore/views.py);
 queries/<name>.sql holds the current one.
 """
+
 from alembic import op
 
 from stemstore.views import View
@@ -16,7 +17,9 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-GROUP_LABELS = View("group_labels", """\
+GROUP_LABELS = View(
+    "group_labels",
+    """\
 SELECT g.name AS group_name, i.id AS instrument_id, i.name AS instrument
 FROM instrument_groups g
 JOIN group_members m ON m.group_id = g.id
@@ -25,9 +28,12 @@ UNION
 SELECT g.name AS group_name, i.id AS instrument_id, i.name AS instrument
 FROM instrument_groups g
 JOIN instruments i ON i.name = g.name
-""")
+""",
+)
 
-TABLE2 = View("table2", """\
+TABLE2 = View(
+    "table2",
+    """\
 WITH corpus_tracks AS (
     SELECT t.kind, t.multitrack_id, i.name AS instrument
     FROM tracks t
@@ -47,9 +53,12 @@ SELECT g.group_name AS group_name, c.instrument, c.raw, c.stem
 FROM counts c
 JOIN instruments i ON i.name = c.instrument
 LEFT JOIN group_labels g ON g.instrument_id = i.id
-""")
+""",
+)
 
-SEGMENTS_STATUS = View("segments_status", """\
+SEGMENTS_STATUS = View(
+    "segments_status",
+    """\
 SELECT g.group_name AS group_name,
        i.name AS instrument,
        s.role,
@@ -63,7 +72,8 @@ FROM segments s
 JOIN instruments i ON i.id = s.instrument_id
 LEFT JOIN group_labels g ON g.instrument_id = i.id
 GROUP BY g.group_name, i.name, s.role
-""")
+""",
+)
 
 
 def upgrade() -> None:

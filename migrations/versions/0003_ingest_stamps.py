@@ -10,6 +10,7 @@ rather than columns of tracks/multitracks because DuckDB cannot drop a column of
 other tables reference, and the downgrade must work on both backends. table2 is replaced:
 tracks of imported feature files are excluded by code too; the downgrade restores 0002's table2.
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,7 +21,9 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-TABLE2 = View("table2", """\
+TABLE2 = View(
+    "table2",
+    """\
 WITH corpus_tracks AS (
     SELECT t.kind, t.multitrack_id, i.name AS instrument
     FROM tracks t
@@ -40,9 +43,12 @@ SELECT g.group_name AS group_name, c.instrument, c.raw, c.stem
 FROM counts c
 JOIN instruments i ON i.name = c.instrument
 LEFT JOIN group_labels g ON g.instrument_id = i.id
-""")
+""",
+)
 
-CORPUS_STATUS = View("corpus_status", """\
+CORPUS_STATUS = View(
+    "corpus_status",
+    """\
 WITH corpus_tracks AS (
     SELECT t.id, t.kind, t.multitrack_id, t.instrument_id, t.audio_status, t.stale
     FROM tracks t
@@ -90,7 +96,8 @@ FROM counts c
 JOIN instruments i ON i.id = c.instrument_id
 LEFT JOIN pending p ON p.instrument_id = c.instrument_id
 LEFT JOIN group_labels g ON g.instrument_id = c.instrument_id
-""")
+""",
+)
 
 
 def upgrade() -> None:

@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 Each view's SELECT is frozen here as this migration builds it (see stemstore/views.py).
 table6 takes a target's f_pred place from regression_metrics.position (a column of 0001).
 """
+
 from alembic import op
 
 from stemstore.views import View
@@ -16,7 +17,9 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TABLE6 = View("table6", """\
+TABLE6 = View(
+    "table6",
+    """\
 SELECT r.group_name,
        r.id AS run_id,
        m.position AS feature_order,
@@ -32,9 +35,12 @@ FROM regression_metrics m
 JOIN runs r ON r.id = m.run_id
 JOIN features f ON f.id = m.feature_id
 WHERE r.kind = 'regression' AND r.status = 'done'
-""")
+""",
+)
 
-TABLE7 = View("table7", """\
+TABLE7 = View(
+    "table7",
+    """\
 SELECT r.group_name,
        r.id AS run_id,
        (SELECT COUNT(DISTINCT m.feature_id) FROM regression_metrics m WHERE m.run_id = r.id)
@@ -48,7 +54,8 @@ SELECT r.group_name,
 FROM runs r
 LEFT JOIN regression_ensembles e ON e.run_id = r.id AND e.is_best
 WHERE r.kind = 'regression' AND r.status = 'done'
-""")
+""",
+)
 
 
 def upgrade() -> None:

@@ -6,6 +6,7 @@ Create Date: 2026-11-26
 
 Each view's SELECT is frozen here as this migration builds it (see stemstore/views.py).
 """
+
 from alembic import op
 
 from stemstore.views import View
@@ -15,7 +16,9 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-TABLE4 = View("table4", """\
+TABLE4 = View(
+    "table4",
+    """\
 WITH selection_runs AS (
     SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id
     FROM runs
@@ -31,9 +34,12 @@ SELECT r.group_name,
 FROM selection_runs r
 JOIN selection_features sf ON sf.run_id = r.id
 GROUP BY r.group_name, r.id, r.latest_id
-""")
+""",
+)
 
-TABLE5 = View("table5", """\
+TABLE5 = View(
+    "table5",
+    """\
 WITH selection_runs AS (
     SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id
     FROM runs
@@ -52,7 +58,8 @@ SELECT r.group_name,
 FROM selection_runs r
 JOIN selection_features sf ON sf.run_id = r.id AND sf.in_fpred
 JOIN features f ON f.id = sf.feature_id
-""")
+""",
+)
 
 
 def upgrade() -> None:

@@ -10,6 +10,7 @@ PoolAggregator pooling) are kept, recorded as extractor version "1": nothing is 
 ``stemstore status`` counts them as outdated and ``stemstore extract`` replaces them, one
 segment per transaction, marking stale the runs that used them. Imported segments get no row.
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -30,10 +31,13 @@ def upgrade() -> None:
         sa.Column("extracted_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("segment_id"),
     )
-    op.execute(sa.text(
-        "INSERT INTO segment_extractions (segment_id, extractor_version, extracted_at) "
-        "SELECT id, :version, CURRENT_TIMESTAMP FROM segments "
-        "WHERE status = 'extracted' AND source = 'audio'").bindparams(version=FIRST_EXTRACTOR_VERSION))
+    op.execute(
+        sa.text(
+            "INSERT INTO segment_extractions (segment_id, extractor_version, extracted_at) "
+            "SELECT id, :version, CURRENT_TIMESTAMP FROM segments "
+            "WHERE status = 'extracted' AND source = 'audio'"
+        ).bindparams(version=FIRST_EXTRACTOR_VERSION)
+    )
 
 
 def downgrade() -> None:
