@@ -1,6 +1,6 @@
 """Time the regression stage on the study's real reference pairs (run by hand, not by pytest).
 
-    cd /work/main && PYTHONPATH=. .venv/bin/python benchmarks/bench_regression.py [--groups bass guitar] [--n-jobs 2]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_regression.py [--groups bass guitar] [--n-jobs 2]
 
 Targets (one group of ~70 pairs): the paper preset's five models within 60 s, the tuned preset's
 grid search within 5 minutes. Prints per-model fit+predict times for the paper preset (each

@@ -1,6 +1,6 @@
 """Time the random-forest feature selection (stemstore.selection) by hand.
 
-    cd /work/main && PYTHONPATH=. .venv/bin/python benchmarks/bench_selection.py [--paper] [--n-jobs 2]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_selection.py [--paper] [--n-jobs 2]
 
 Prints, on a synthetic 136 x 1812 matrix shaped like one instrument group (68 raw
 and 68 stem segments, 1812 features of which a few carry the label):
