@@ -28,11 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from stemstore.extraction import extract
-from stemstore.ingest import ingest
+from stemstore.features.extraction import extract
+from stemstore.corpus.ingest import ingest
 from stemstore.segments import segment
-from stemstore.store import Store
-from stemstore.synth import synthesize_corpus
+from stemstore.store.connection import Store
+from stemstore.synth.corpus import synthesize_corpus
 
 TARGET_SPEEDUP = 1.7
 TARGET_END_TO_END_S = 180.0

@@ -22,7 +22,7 @@ import essentia
 import essentia.standard as es
 
 from stemstore.audio import SAMPLE_RATE, preprocess
-from stemstore.features import FeatureExtractor
+from stemstore.features.extractor import FeatureExtractor
 
 essentia.log.infoActive = False
 essentia.log.warningActive = False  # the Extractor's network teardown warns on every run

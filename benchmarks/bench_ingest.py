@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from stemstore.ingest import ingest
-from stemstore.store import Store
-from stemstore.synth import synthesize_corpus
+from stemstore.corpus.ingest import ingest
+from stemstore.store.connection import Store
+from stemstore.synth.corpus import synthesize_corpus
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stemstore import regression as reg
+from stemstore.analysis import regression as reg
 
 # the shared folder beside the checkout (as in tests/conftest.py)
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aes143-reference"

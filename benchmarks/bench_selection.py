@@ -1,4 +1,4 @@
-"""Time the random-forest feature selection (stemstore.selection) by hand.
+"""Time the random-forest feature selection (stemstore.analysis.selection) by hand.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_selection.py [--paper] [--n-jobs 2]
 
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from stemstore.selection import (
+from stemstore.analysis.selection import (
     RandomForestSelector,
     _fit_bootstrap_tree,
     _forest_random_streams,

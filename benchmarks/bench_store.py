@@ -19,9 +19,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stemstore import exchange  # noqa: E402
-from stemstore.catalog import feature_names  # noqa: E402
-from stemstore.store import Store  # noqa: E402
+from stemstore.store import bulk  # noqa: E402
+from stemstore.store.catalog import feature_names  # noqa: E402
+from stemstore.store.connection import Store  # noqa: E402
 
 
 def synthetic_file(path: Path, n_segments: int, seed: int = 0) -> Path:
@@ -48,10 +48,10 @@ def measure(url: str, source: Path, repeat: int) -> dict[str, float]:
         store.downgrade("base")
         store.init()
         t0 = time.perf_counter()
-        exchange.import_features(store, source)
+        bulk.import_features(store, source)
         writes.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        wide = exchange.feature_matrix(store, group="bass")
+        wide = bulk.feature_matrix(store, group="bass")
         reads.append(time.perf_counter() - t0)
         assert wide.shape == (1000, 5 + 1812), wide.shape
         store.close()

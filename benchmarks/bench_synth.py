@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stemstore.synth import synthesize_corpus
+from stemstore.synth.corpus import synthesize_corpus
 
 
 def run_once(n_multitracks: int, seconds: float, workers: int | None) -> tuple[float, int, int, int]:

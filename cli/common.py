@@ -69,6 +69,6 @@ def user_errors(fn):
 
 
 def open_store(db: str | None, **kwargs):
-    from stemstore.store import Store
+    from stemstore.store.connection import Store
 
     return Store.open(db, **kwargs)

@@ -50,7 +50,7 @@ def ingest(
     `stemstore ingest ~/medleydb/metadata --metadata-only`,
     `stemstore ingest ~/sessions --format folder`
     """
-    from stemstore.ingest import ingest as run_ingest
+    from stemstore.corpus.ingest import ingest as run_ingest
 
     with open_store(db) as store, progress_reporter("ingest") as progress:
         summary = run_ingest(
@@ -80,7 +80,7 @@ def status(
 
     Example: `stemstore status`, or `stemstore status --format markdown --problems 100`
     """
-    from stemstore.ingest import status as run_status
+    from stemstore.reports import status as run_status
 
     with open_store(db) as store:
         frames = run_status(store)
@@ -116,7 +116,7 @@ def synth(
     Example: `stemstore synth /tmp/corpus --multitracks 5 --seconds 10 && stemstore ingest /tmp/corpus`
     """
     from stemstore.errors import StemstoreError
-    from stemstore.synth import synthesize_corpus
+    from stemstore.synth.corpus import synthesize_corpus
 
     if directory.exists() and not directory.is_dir():
         raise StemstoreError(f"{directory} exists and is not a directory")

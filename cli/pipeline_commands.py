@@ -67,7 +67,7 @@ def extract(
 
     Example: `stemstore extract --workers 2`, or `stemstore extract --dask tcp://10.0.0.5:8786`
     """
-    from stemstore.extraction import extract as run_extract
+    from stemstore.features.extraction import extract as run_extract
 
     with open_store(db) as store, progress_reporter("extracting") as progress:
         summary = run_extract(store, workers=workers, dask_address=dask, progress=progress, limit=limit)

@@ -66,8 +66,8 @@ def regress(
 
     Example: `stemstore regress --group bass --preset paper --outliers none`
     """
-    from stemstore.regression_runs import regress as run_regress
-    from stemstore.regression_runs import regression_summary
+    from stemstore.analysis.regression_runs import regress as run_regress
+    from stemstore.analysis.regression_runs import regression_summary
 
     with open_store(db) as store:
         run_id = run_regress(
@@ -101,7 +101,7 @@ def plot_pca(
 
     Example: `stemstore plot pca --group bass -o fig4-bass.png`
     """
-    from stemstore.regression_runs import pca_figure
+    from stemstore.analysis.regression_runs import pca_figure
 
     with open_store(db) as store:
         info = pca_figure(store, group, output)
@@ -128,7 +128,7 @@ def predict(
 
     Example: `stemstore predict bass_di.wav --group bass --format json`
     """
-    from stemstore.regression_runs import predict as run_predict
+    from stemstore.analysis.regression_runs import predict as run_predict
 
     with open_store(db) as store:
         frame = run_predict(store, audio, group)

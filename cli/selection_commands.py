@@ -33,8 +33,8 @@ def select(
 
     Example: `stemstore select --group vocal --preset paper --seed 1`
     """
-    from stemstore.selection_runs import select as run_select
-    from stemstore.selection_runs import selection_summary
+    from stemstore.analysis.selection_runs import select as run_select
+    from stemstore.analysis.selection_runs import selection_summary
 
     overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
     with open_store(db) as store:
@@ -60,7 +60,7 @@ def plot_importance(
 
     Example: `stemstore plot importance --group bass -o fig2-bass.png`
     """
-    from stemstore.selection_runs import importance_figure
+    from stemstore.analysis.selection_runs import importance_figure
 
     with open_store(db) as store:
         importance_figure(store, group, output, run_id=run, top=top)
@@ -74,7 +74,7 @@ def plot_oob(group: GroupName, output: OutputOption, run: RunOption = None, db: 
 
     Example: `stemstore plot oob --group bass -o fig3-bass.png`
     """
-    from stemstore.selection_runs import oob_figure
+    from stemstore.analysis.selection_runs import oob_figure
 
     with open_store(db) as store:
         oob_figure(store, group, output, run_id=run)

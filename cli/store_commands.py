@@ -96,7 +96,7 @@ def import_features(
 
     Example: `stemstore import-features bass-pairs.csv`
     """
-    from stemstore.exchange import import_features as run_import
+    from stemstore.store.bulk import import_features as run_import
 
     with open_store(db) as store:
         typer.echo(run_import(store, file).describe())
@@ -115,7 +115,7 @@ def export_features(
 
     Example: `stemstore export features --group bass -o bass.parquet`
     """
-    from stemstore.exchange import META_COLUMNS, export_features as run_export
+    from stemstore.store.bulk import META_COLUMNS, export_features as run_export
 
     if group is None and not instrument:
         raise StemstoreError("say what to export: --group G or --instrument I")
@@ -140,7 +140,7 @@ def query(
     Example: `stemstore query "SELECT * FROM table2 WHERE group_name = 'vocal'"`
     """
     from stemstore.reports import check_read_only, query as run_query
-    from stemstore.store import Store, resolve_url
+    from stemstore.store.connection import Store, resolve_url
 
     url = resolve_url(db)
     if url.startswith("duckdb:"):
@@ -167,7 +167,7 @@ def report(
     Example: `stemstore report table2 --group vocal --format markdown`
     """
     from stemstore.reports import report as run_report
-    from stemstore.views import report_title
+    from stemstore.store.views import report_title
 
     with open_store(db) as store:
         render(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from stemstore.errors import StemstoreError
-from stemstore.views import report_title
+from stemstore.store.views import report_title
 
 from .common import DbOption, GroupName, app, open_store, user_errors
 from .progress import progress_reporter

@@ -7,8 +7,8 @@ hand, the URL comes from ``-x db=URL`` or alembic.ini.
 from alembic import context
 from sqlalchemy import create_engine
 
-import stemstore.store  # noqa: F401  (registers Alembic's DuckDB implementation)
-from stemstore.schema import Base
+import stemstore.store.connection  # noqa: F401  (registers Alembic's DuckDB implementation)
+from stemstore.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

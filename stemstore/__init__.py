@@ -15,11 +15,6 @@ The public API is the names in ``__all__``:
 Names are imported on first use (PEP 562), so ``import stemstore`` stays fast and does not load
 Essentia, scikit-learn or the database drivers until a name that needs them is used.
 
-``stemstore.ingest`` is the ingest stage; its module is :mod:`stemstore.ingest` too. Python binds
-a package attribute to a submodule when that submodule is first imported, so code that imports the
-module (``import stemstore.ingest``) before ``stemstore.ingest`` is first used sees the module
-there; ``from stemstore import ingest`` in a fresh interpreter gives the function.
-
 Examples
 --------
 >>> import stemstore
@@ -35,22 +30,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import StemstoreError
+from stemstore.errors import StemstoreError
 
 __version__ = "0.1.0"
 
 #: Public name -> module (relative to this package) that defines it, imported on first use.
 _LAZY: dict[str, str] = {
-    "Store": ".store",
-    "feature_matrix": ".exchange",
-    "ingest": ".ingest",
+    "Store": ".store.connection",
+    "feature_matrix": ".store.bulk",
+    "ingest": ".corpus.ingest",
     "segment": ".segments",
-    "extract": ".extraction",
-    "select": ".selection_runs",
-    "regress": ".regression_runs",
+    "extract": ".features.extraction",
+    "select": ".analysis.selection_runs",
+    "regress": ".analysis.regression_runs",
     "run_study": ".study",
-    "RandomForestSelector": ".selection",
-    "AveragingRegressor": ".regression",
+    "RandomForestSelector": ".analysis.selection",
+    "AveragingRegressor": ".analysis.regression",
 }
 
 __all__ = [
@@ -68,16 +63,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .exchange import feature_matrix
-    from .extraction import extract
-    from .ingest import ingest
-    from .regression import AveragingRegressor
-    from .regression_runs import regress
-    from .segments import segment
-    from .selection import RandomForestSelector
-    from .selection_runs import select
-    from .store import Store
-    from .study import run_study
+    from .analysis.regression import AveragingRegressor
+    from .analysis.regression_runs import regress
+    from .analysis.selection import RandomForestSelector
+    from .analysis.selection_runs import select
+    from .corpus.ingest import ingest
+    from .features.extraction import extract
+    from stemstore.segments import segment
+    from .store.bulk import feature_matrix
+    from .store.connection import Store
+    from stemstore.study import run_study
 
 
 def __getattr__(name: str) -> Any:
@@ -86,7 +81,7 @@ def __getattr__(name: str) -> Any:
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module_name, __name__), name)
-    # Cache it. For "ingest" this also replaces the submodule that importing it bound here.
+    # cache it, so the next access is a plain attribute lookup
     globals()[name] = value
     return value
 

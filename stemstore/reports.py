@@ -1,7 +1,8 @@
-"""Reports and read-only SQL: the views of ``queries/`` rendered for instrument subsets.
+"""Reports, read-only SQL and status: what the store holds, for people to read.
 
-A report is a view filtered by ``group_name`` and ``instrument`` when the view has those
-columns. ``query`` runs any read the user writes, and nothing else.
+A report is a view of ``queries/`` filtered by ``group_name`` and ``instrument`` when the view
+has those columns. ``query`` runs any read the user writes, and nothing else. ``status`` is the
+corpus at a glance and the work left for each stage.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import pandas as pd
 import sqlglot
 from sqlglot import exp
 
-from .errors import StemstoreError
-from .store import Store
-from .views import report_order, view_names
+from stemstore.errors import StemstoreError
+from stemstore.store.connection import Store
+from stemstore.store.views import report_order, view_names
 
 #: Statement types that only read. Anything else, anywhere in the tree, is refused.
 _WRITES = (
@@ -122,3 +123,91 @@ def report(
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- status: the corpus and the work left ------------------------------------------------------
+def status(store: Store) -> dict[str, pd.DataFrame]:
+    """The corpus at a glance, as DataFrames:
+
+    * ``instruments``: the corpus_status view (per group and instrument: multitracks, stems,
+      raws, audio present/missing/unreadable, stale tracks, stem pairs to segment);
+    * ``groups``: per group: multitracks, stem pairs, raw tracks, stem pairs to segment;
+    * ``audio``: tracks by audio status (mix, stems and raws);
+    * ``problems``: every missing or unreadable file with its reason;
+    * ``stale``: stale tracks, segments and runs;
+    * ``pending``: work left: stem pairs to segment (instruments of a group), segments to
+      extract, outdated segments to re-extract (values of an older extractor version), stale
+      segments to redo.
+    """
+    corpus = """FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
+                JOIN corpora c ON c.id = m.corpus_id
+                WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%'"""
+    out = {
+        "instruments": store.read_sql(
+            "SELECT * FROM corpus_status ORDER BY group_name NULLS LAST, instrument"
+        ),
+        "audio": store.read_sql(
+            f"SELECT t.kind, t.audio_status, COUNT(*) AS tracks {corpus} "
+            "GROUP BY t.kind, t.audio_status ORDER BY t.kind, t.audio_status"
+        ),
+        "problems": store.read_sql(
+            f"""SELECT m.name AS multitrack, t.kind, t.code, t.path, t.audio_status, t.status_reason
+                {corpus} AND t.audio_status <> 'present' ORDER BY t.audio_status DESC, m.name, t.kind, t.code"""
+        ),
+        "stale": store.read_sql(
+            """SELECT 'tracks' AS item, COUNT(*) AS stale FROM tracks WHERE stale
+               UNION ALL SELECT 'segments', COUNT(*) FROM segments WHERE stale
+               UNION ALL SELECT 'runs', COUNT(*) FROM runs WHERE stale"""
+        ),
+    }
+    # per group: distinct multitracks and (multitrack, instrument) stem pairs, which do not add
+    # up over the per-instrument rows
+    frame = out["instruments"]
+    for col in frame.columns:
+        if col not in ("group_name", "instrument"):
+            frame[col] = frame[col].fillna(0).astype("int64")
+    members = store.read_sql(
+        """SELECT g.group_name, t.kind, t.multitrack_id, t.instrument_id
+           FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
+           JOIN corpora c ON c.id = m.corpus_id
+           JOIN group_labels g ON g.instrument_id = t.instrument_id
+           WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%' AND t.kind IN ('stem', 'raw')"""
+    )
+    stems = members[members["kind"] == "stem"].drop_duplicates(
+        ["group_name", "multitrack_id", "instrument_id"]
+    )
+    groups = pd.DataFrame(
+        {
+            "multitracks": members.groupby("group_name")["multitrack_id"].nunique(),
+            "stems": stems.groupby("group_name").size(),
+            "raw_tracks": members[members["kind"] == "raw"].groupby("group_name").size(),
+            "to_segment": out["instruments"].groupby("group_name")["to_segment"].sum(),
+        }
+    )
+    out["groups"] = groups.fillna(0).astype("int64").rename_axis("group_name").reset_index()
+    to_segment = out["instruments"].dropna(subset=["group_name"]).drop_duplicates("instrument")
+    segments = store.read_sql(
+        """SELECT SUM(CASE WHEN status = 'pending' AND NOT stale THEN 1 ELSE 0 END) AS to_extract,
+                  SUM(CASE WHEN stale THEN 1 ELSE 0 END) AS stale FROM segments"""
+    ).fillna(0)
+    # imported here so that reports and queries do not load Essentia
+    from stemstore.features.extraction import count_outdated
+
+    out["pending"] = pd.DataFrame(
+        {
+            "work": [
+                "stem pairs to segment (instruments of a group)",
+                "segments to extract",
+                "outdated segments to re-extract (older extractor version)",
+                "stale segments to redo",
+            ],
+            "count": [
+                int(to_segment["to_segment"].sum()),
+                int(segments["to_extract"][0]),
+                count_outdated(store),
+                int(segments["stale"][0]),
+            ],
+        }
+    )
+    out["stale"]["stale"] = out["stale"]["stale"].astype("int64")
+    return out

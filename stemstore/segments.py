@@ -45,10 +45,18 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .audio import SAMPLE_RATE, AudioError, is_silent, load_mono, preprocess, window_energy, window_energies
-from .errors import StemstoreError
-from .schema import utcnow
-from .store import Store, describe_error
+from stemstore.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    is_silent,
+    load_mono,
+    preprocess,
+    window_energy,
+    window_energies,
+)
+from stemstore.errors import StemstoreError
+from stemstore.store.schema import utcnow
+from stemstore.store.connection import Store, describe_error
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from .errors import StemstoreError
-from .exchange import segment_table
-from .store import Store
+from stemstore.errors import StemstoreError
+from stemstore.store.bulk import segment_table
+from stemstore.store.connection import Store
 
 Say = Callable[[str], None]
 DEFAULT_GROUPS = ("bass", "guitar", "vocal", "keys")
@@ -74,10 +74,10 @@ def run_study(
     ``progress_factory(label)`` gives a context manager yielding a ``progress(done, total)``
     callback (the CLI's progress bars); None runs silently.
     """
-    from .extraction import extract
-    from .regression_runs import regress
-    from .segments import segment
-    from .selection_runs import select
+    from stemstore.features.extraction import extract
+    from stemstore.analysis.regression_runs import regress
+    from stemstore.segments import segment
+    from stemstore.analysis.selection_runs import select
 
     store.group_instruments(group)  # unknown group: a clear error before any work
     result = StudyResult(group)
@@ -181,9 +181,9 @@ def run_demo(
     """The main job: synthesise a corpus, ingest, segment, extract, select (fast preset),
     regress, then the study's tables and figures. Everything goes under ``directory``
     (the store too, unless ``db`` names one); a rerun reuses all of it."""
-    from .ingest import ingest
-    from .reports import report
-    from .synth import synthesize_corpus
+    from stemstore.corpus.ingest import ingest
+    from stemstore.reports import report
+    from stemstore.synth.corpus import synthesize_corpus
 
     directory = Path(directory)
     try:
@@ -242,8 +242,8 @@ def run_demo(
 
 def _write_figures(store: Store, folder: Path, studies: list[StudyResult]) -> list[Path]:
     """Figs. 2, 3 and 4 of every analysed group."""
-    from .regression_runs import pca_figure
-    from .selection_runs import importance_figure, oob_figure
+    from stemstore.analysis.regression_runs import pca_figure
+    from stemstore.analysis.selection_runs import importance_figure, oob_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stemstore.store import Store
+from stemstore.store.connection import Store
 
 from .pgcluster import PostgresCluster
 

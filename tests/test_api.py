@@ -6,16 +6,16 @@ import sys
 import stemstore
 
 HOME = {
-    "Store": "stemstore.store",
-    "ingest": "stemstore.ingest",
+    "Store": "stemstore.store.connection",
+    "ingest": "stemstore.corpus.ingest",
     "segment": "stemstore.segments",
-    "extract": "stemstore.extraction",
-    "select": "stemstore.selection_runs",
-    "regress": "stemstore.regression_runs",
+    "extract": "stemstore.features.extraction",
+    "select": "stemstore.analysis.selection_runs",
+    "regress": "stemstore.analysis.regression_runs",
     "run_study": "stemstore.study",
-    "feature_matrix": "stemstore.exchange",
-    "RandomForestSelector": "stemstore.selection",
-    "AveragingRegressor": "stemstore.regression",
+    "feature_matrix": "stemstore.store.bulk",
+    "RandomForestSelector": "stemstore.analysis.selection",
+    "AveragingRegressor": "stemstore.analysis.regression",
     "StemstoreError": "stemstore.errors",
 }
 
@@ -50,7 +50,7 @@ def test_unknown_name_is_an_attribute_error():
 
 def test_names_are_the_objects_of_their_modules():
     # In a fresh interpreter, so that no submodule was imported before the package's names
-    # (importing stemstore.ingest first binds the module to the package's "ingest").
+    # (importing stemstore.corpus.ingest first binds the module to the package's "ingest").
     code = (
         "import importlib, stemstore\n"
         f"home = {HOME!r}\n"

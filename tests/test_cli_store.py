@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
+from stemstore.cli.app import app
 
 from .conftest import REFERENCE, require_shared
 
@@ -143,7 +143,9 @@ def test_store_held_by_another_writer(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         result = subprocess.run(
-            [sys.executable, "-m", "cli.app", "groups", "list", "--db", db], capture_output=True, text=True
+            [sys.executable, "-m", "stemstore.cli.app", "groups", "list", "--db", db],
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 1
         assert "in use by another process" in result.stderr

@@ -11,8 +11,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
-from stemstore.regression import AveragingRegressor
-from stemstore.selection import RandomForestSelector
+from stemstore.analysis.regression import AveragingRegressor
+from stemstore.analysis.selection import RandomForestSelector
 
 ESTIMATORS = [
     RandomForestSelector(

@@ -21,13 +21,13 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cli.app import app
-from stemstore.catalog import feature_names
-from stemstore.extraction import analysis_matrix, count_outdated, extract
-from stemstore.features import EXTRACTOR_VERSION
-from stemstore.ingest import status
+from stemstore.cli.app import app
+from stemstore.store.catalog import feature_names
+from stemstore.features.extraction import analysis_matrix, count_outdated, extract
+from stemstore.features.extractor import EXTRACTOR_VERSION
+from stemstore.reports import status
 from stemstore.segments import segment
-from stemstore.store import Store
+from stemstore.store.connection import Store
 
 from .test_segments import build_corpus, noise, tone, with_burst
 
@@ -259,8 +259,8 @@ def test_analysis_matrix_replaces_non_finite_values(store, tmp_path):
 
 # -- end to end: synth -> ingest -> segment -> extract ---------------------------------------------
 def test_synth_ingest_segment_extract(tmp_path):
-    from stemstore.ingest import ingest
-    from stemstore.synth import synthesize_corpus
+    from stemstore.corpus.ingest import ingest
+    from stemstore.synth.corpus import synthesize_corpus
 
     synthesize_corpus(tmp_path / "corpus", n_multitracks=2, seconds=4.0, seed=3, workers=1)
     with Store.open(str(tmp_path / "store.duckdb"), create=True, check_schema=False) as store:
@@ -293,7 +293,7 @@ def test_kill_9_during_extraction_then_resume(tmp_path):
 
     # Run the CLI, wait until it reports its first written segment, then kill it hard.
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.app", "extract", "--db", db],
+        [sys.executable, "-m", "stemstore.cli.app", "extract", "--db", db],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

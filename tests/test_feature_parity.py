@@ -26,9 +26,9 @@ import essentia
 import essentia.standard as es
 
 from stemstore.audio import load_mono, preprocess
-from stemstore.catalog import FRAME_STATISTICS, load_catalog
-from stemstore.extraction import SegmentTask, compute_segments
-from stemstore.features import FeatureExtractor
+from stemstore.store.catalog import FRAME_STATISTICS, load_catalog
+from stemstore.features.extraction import SegmentTask, compute_segments
+from stemstore.features.extractor import FeatureExtractor
 
 essentia.log.warningActive = False  # the Extractor's network teardown warns on every run
 

@@ -10,8 +10,8 @@ import essentia.standard as es
 from pedalboard import Compressor, Pedalboard
 
 from stemstore.audio import preprocess
-from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog
-from stemstore.features import (
+from stemstore.store.catalog import FRAME_STATISTICS, feature_names, load_catalog
+from stemstore.features.extractor import (
     FeatureExtractor,
     bark_loudness_descriptors,
     extract_features,

@@ -23,11 +23,12 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
-from cli.app import app
+from stemstore.cli.app import app
 from stemstore import reports
-from stemstore.ingest import ingest, status
-from stemstore.schema import RunSegment, Segment
-from stemstore.store import Store
+from stemstore.corpus.ingest import ingest
+from stemstore.reports import status
+from stemstore.store.schema import RunSegment, Segment
+from stemstore.store.connection import Store
 
 from .conftest import MEDLEYDB_METADATA, require_shared
 
@@ -38,7 +39,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
     """A synthetic MedleyDB-layout corpus, written once for the module (do not modify it)."""
-    from stemstore.synth import synthesize_corpus
+    from stemstore.synth.corpus import synthesize_corpus
 
     root = tmp_path_factory.mktemp("synthetic") / "corpus"
     synthesize_corpus(root, n_multitracks=3, seconds=3.0, seed=7, workers=1)
@@ -418,8 +419,8 @@ def test_cli_synth_writes_a_corpus(tmp_path):
 # -- kill -9 -----------------------------------------------------------------------------------------------
 KILLER = """
 import os, signal, sys
-import stemstore.ingest as ing
-from stemstore.store import Store
+import stemstore.corpus.ingest as ing
+from stemstore.store.connection import Store
 
 ing.BATCH_MULTITRACKS = 1  # one multitrack a transaction, to kill inside the second
 calls = []

@@ -6,10 +6,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import stemstore.store  # noqa: F401  (registers DuckDB for Alembic)
-from stemstore.schema import Base
-from stemstore.store import Store, head_revisions
-from stemstore.views import view_names
+import stemstore.store.connection  # noqa: F401  (registers DuckDB for Alembic)
+from stemstore.store.schema import Base
+from stemstore.store.connection import Store, head_revisions
+from stemstore.store.views import view_names
 
 
 def tables(store: Store) -> set[str]:

@@ -43,7 +43,7 @@ def test_installed_package_works_outside_the_repo(tmp_path):
 
     def run(*a):
         return subprocess.run(
-            [sys.executable, "-m", "cli.app", *a],
+            [sys.executable, "-m", "stemstore.cli.app", *a],
             cwd=work,
             env=env,
             capture_output=True,

@@ -24,7 +24,7 @@ CHECK = textwrap.dedent(
     after_import = matplotlib.get_backend()
 
     import numpy as np
-    from stemstore.plots import plot_importance, plot_oob_curves, plot_pca
+    from stemstore.analysis.plots import plot_importance, plot_oob_curves, plot_pca
 
     out = sys.argv[1]
     plot_importance([0.3, 0.1, 0.2], [0.01, 0.02, 0.01], ["a", "b", "c"], path=out + "/fig2.png")
@@ -39,7 +39,7 @@ CHECK = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("module", ["stemstore.plots", "cli.app"])
+@pytest.mark.parametrize("module", ["stemstore.analysis.plots", "stemstore.cli.app"])
 def test_importing_and_drawing_keeps_the_sessions_backend(module, tmp_path):
     """A notebook's backend (here svg, which is not Agg, so a switch would show) stays as it was."""
     env = {**os.environ, "MPLBACKEND": "svg"}

@@ -1,4 +1,4 @@
-"""Tests of stemstore.regression (docs/method.md, section 5) on the study's real reference pairs."""
+"""Tests of stemstore.analysis.regression (docs/method.md, section 5) on the study's real reference pairs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemstore.regression import (
+from stemstore.analysis.regression import (
     MODEL_NAMES,
     TUNED_GRIDS,
     AveragingRegressor,
@@ -21,7 +21,7 @@ from stemstore.regression import (
     search_ensemble,
     split_train_test,
 )
-from stemstore.plots import plot_pca
+from stemstore.analysis.plots import plot_pca
 
 from .conftest import REFERENCE, require_shared
 

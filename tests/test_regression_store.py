@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from cli.app import app
+from stemstore.cli.app import app
 from stemstore.errors import StemstoreError
-from stemstore.exchange import import_features
-from stemstore.regression import MODEL_NAMES
-from stemstore.regression_runs import best_model, predict, regress, regression_summary
+from stemstore.store.bulk import import_features
+from stemstore.analysis.regression import MODEL_NAMES
+from stemstore.analysis.regression_runs import best_model, predict, regress, regression_summary
 from stemstore.reports import report
 
 from .conftest import GROUPS, REFERENCE, require_shared

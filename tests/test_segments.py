@@ -17,9 +17,9 @@ import soundfile as sf
 import sqlalchemy as sa
 
 from stemstore.audio import SAMPLE_RATE
-from stemstore.schema import Corpus, Multitrack, Track, TrackLink
+from stemstore.store.schema import Corpus, Multitrack, Track, TrackLink
 from stemstore.segments import segment
-from stemstore.store import instrument_ids
+from stemstore.store.connection import instrument_ids
 
 SR = SAMPLE_RATE
 

@@ -11,8 +11,8 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from stemstore.plots import plot_importance, plot_oob_curves
-from stemstore.selection import (
+from stemstore.analysis.plots import plot_importance, plot_oob_curves
+from stemstore.analysis.selection import (
     PRESETS,
     RandomForestSelector,
     _fit_bootstrap_tree,

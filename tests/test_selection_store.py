@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from stemstore import exchange
+from stemstore.cli.app import app
+from stemstore.store import bulk
 from stemstore.errors import StemstoreError
 from stemstore.reports import report
-from stemstore.selection_runs import latest_selection_run, select, selection_results, selection_summary
+from stemstore.analysis.selection_runs import (
+    latest_selection_run,
+    select,
+    selection_results,
+    selection_summary,
+)
 
 from .conftest import REFERENCE, require_shared
 
@@ -18,7 +23,7 @@ TINY = dict(n_forests=3, n_trees=40, n_fits_interp=3, n_trees_interp=30, n_fits_
 
 @pytest.fixture
 def bass_store(store):
-    exchange.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
+    bulk.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
     return store
 
 
@@ -74,7 +79,7 @@ def test_too_few_segments_and_no_features(store, tmp_path):
         f"m{i},electric bass,{role},{i + (role == 'stem')}" for i in range(6) for role in ("raw", "stem")
     ]
     small.write_text("\n".join(rows) + "\n")
-    exchange.import_features(store, small)
+    bulk.import_features(store, small)
     with pytest.raises(StemstoreError, match="6 raw and 6 stem segments; selection needs at least 10"):
         select(store, "bass", **TINY)
     with pytest.raises(StemstoreError, match="no extracted features"):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemstore import exchange
+from stemstore.store import bulk
 from stemstore.errors import StemstoreError
-from stemstore.store import DEFAULT_GROUPS, Store
+from stemstore.store.connection import DEFAULT_GROUPS, Store
 
 from .conftest import GROUPS, REFERENCE, require_shared
 
@@ -42,12 +42,12 @@ def test_groups_set_and_delete(store):
 @pytest.mark.parametrize("group", GROUPS)
 def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
     source = require_shared(REFERENCE / f"{group}-pairs.csv")
-    summary = exchange.import_features(store, source)
+    summary = bulk.import_features(store, source)
     original = pd.read_csv(source, dtype={"pair": str})
     assert summary.new_segments == len(original)
     for suffix in (".csv", ".parquet"):
         out = tmp_path / f"{group}{suffix}"
-        exchange.export_features(store, out, group=group)
+        bulk.export_features(store, out, group=group)
         back = pd.read_csv(out, dtype={"pair": str}) if suffix == ".csv" else pd.read_parquet(out)
         key = ["multitrack", "role"]
         a = original.sort_values(key).reset_index(drop=True)
@@ -57,28 +57,28 @@ def test_reference_pairs_import_and_export_bit_exact(store, tmp_path, group):
             b[["multitrack", "instrument", "role", "pair", "split"]],
             check_dtype=False,
         )
-        features = [c for c in original.columns if c not in exchange.META_COLUMNS]
+        features = [c for c in original.columns if c not in bulk.META_COLUMNS]
         # bit-exact: compare the float64 bit patterns
         assert np.array_equal(a[features].to_numpy().view(np.int64), b[features].to_numpy().view(np.int64))
         # and the export imports back as "nothing new"
-        again = exchange.import_features(store, out)
+        again = bulk.import_features(store, out)
         assert again.new_segments == 0 and again.values_added == 0
 
 
 def test_second_import_changes_nothing(store):
     source = require_shared(REFERENCE / "bass-pairs.csv")
-    exchange.import_features(store, source)
+    bulk.import_features(store, source)
     before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "runs")}
-    summary = exchange.import_features(store, source)
+    summary = bulk.import_features(store, source)
     assert summary.new_segments == 0 and summary.values_added == 0
     assert "nothing new" in summary.describe()
     assert {t: count(store, t) for t in before} == before
 
 
 def test_feature_matrix_is_wide_with_labels(store):
-    exchange.import_features(store, require_shared(REFERENCE / "vocal-pairs.csv"))
-    m = store_matrix = exchange.feature_matrix(store, group="vocal")
-    assert list(m.columns[:5]) == exchange.META_COLUMNS
+    bulk.import_features(store, require_shared(REFERENCE / "vocal-pairs.csv"))
+    m = store_matrix = bulk.feature_matrix(store, group="vocal")
+    assert list(m.columns[:5]) == bulk.META_COLUMNS
     assert len(m) == 118 and store_matrix.shape[1] == 5 + 4
     assert set(m["role"]) == {"raw", "stem"}
     assert m.iloc[:, 5:].notna().all().all()
@@ -112,30 +112,30 @@ def _write(tmp_path, text: str, name="bad.csv"):
     ],
 )
 def test_bad_files_change_nothing(store, tmp_path, content, message):
-    exchange.import_features(store, require_shared(REFERENCE / "bass-pairs.csv"))
+    bulk.import_features(store, require_shared(REFERENCE / "bass-pairs.csv"))
     before = {t: count(store, t) for t in ("segments", "feature_values", "multitracks", "tracks")}
     with pytest.raises(StemstoreError, match=message):
-        exchange.import_features(store, _write(tmp_path, content))
+        bulk.import_features(store, _write(tmp_path, content))
     assert {t: count(store, t) for t in before} == before
 
 
 def test_conflicting_reimport_is_refused_and_changes_nothing(store, tmp_path):
     source = require_shared(REFERENCE / "keys-pairs.csv")
-    exchange.import_features(store, source)
+    bulk.import_features(store, source)
     df = pd.read_csv(source, dtype=str, keep_default_na=False)
     df.loc[3, df.columns[-1]] = "12345.5"
     changed = tmp_path / "changed.csv"
     df.to_csv(changed, index=False)
     before = count(store, "feature_values")
     with pytest.raises(StemstoreError, match="already stored with a different"):
-        exchange.import_features(store, changed)
+        bulk.import_features(store, changed)
     assert count(store, "feature_values") == before
 
 
 def test_failed_import_rolls_back_new_rows(store, tmp_path):
     """A file that fails after rows were created (conflict found late) leaves no trace."""
     source = require_shared(REFERENCE / "bass-pairs.csv")
-    exchange.import_features(store, source)
+    bulk.import_features(store, source)
     df = pd.read_csv(source, dtype=str, keep_default_na=False)
     extra = df.iloc[:2].copy()
     extra["multitrack"] = extra["pair"] = "brand-new"
@@ -143,7 +143,7 @@ def test_failed_import_rolls_back_new_rows(store, tmp_path):
     path = tmp_path / "mixed.csv"
     pd.concat([extra, df]).to_csv(path, index=False)
     with pytest.raises(StemstoreError, match="different"):
-        exchange.import_features(store, path)
+        bulk.import_features(store, path)
     assert store.read_sql("SELECT * FROM multitracks WHERE name = 'brand-new'").empty
 
 
@@ -151,7 +151,7 @@ def test_parquet_import(store, tmp_path):
     df = pd.read_csv(require_shared(REFERENCE / "guitar-pairs.csv"), dtype={"pair": str})
     path = tmp_path / "g.parquet"
     df.to_parquet(path)
-    summary = exchange.import_features(store, path)
+    summary = bulk.import_features(store, path)
     assert summary.new_segments == len(df) and summary.features == 6
 
 
@@ -179,23 +179,23 @@ def test_nan_and_inf_values_are_stored_as_values(store, tmp_path):
         "multitrack,instrument,role,lowLevel.hfc.mean,lowLevel.hfc.max\n"
         "m1,electric bass,raw,nan,inf\nm1,electric bass,stem,-inf,1.5\n"
     )
-    exchange.import_features(store, path)
+    bulk.import_features(store, path)
     stored = store.read_sql(
         "SELECT COUNT(*) AS n, SUM(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS nulls FROM feature_values"
     )
     assert stored["n"][0] == 4 and stored["nulls"][0] == 0
     out = tmp_path / "back.csv"
-    exchange.export_features(store, out, instruments=["electric bass"])
+    bulk.export_features(store, out, instruments=["electric bass"])
     back = pd.read_csv(out)
     assert np.isnan(back["lowLevel.hfc.mean"][0]) and back["lowLevel.hfc.max"][0] == np.inf
     assert back["lowLevel.hfc.mean"][1] == -np.inf
-    again = exchange.import_features(store, out)
+    again = bulk.import_features(store, out)
     assert again.values_added == 0 and again.new_segments == 0
 
 
 def test_packaged_catalog_is_the_shared_one():
     """The installed tool carries its own copy of the catalog; it must be the contract's."""
-    from stemstore.catalog import catalog_bytes, feature_names
+    from stemstore.store.catalog import catalog_bytes, feature_names
 
     from .conftest import SHARED
 

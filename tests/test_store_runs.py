@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from stemstore.schema import Run
-from stemstore.store import Store, describe_error
+from stemstore.store.schema import Run
+from stemstore.store.connection import Store, describe_error
 
 
 def run_row(store: Store, run_id: int) -> Run:
@@ -124,8 +124,8 @@ def test_latest_run_callers_keep_their_stale_rule(store):
     """The figures and predict take the latest finished run, stale or not; regress takes f_pred
     from the latest current selection run."""
     from stemstore.errors import StemstoreError
-    from stemstore.regression_runs import latest_regression_run, selection_fpred
-    from stemstore.selection_runs import latest_selection_run
+    from stemstore.analysis.regression_runs import latest_regression_run, selection_fpred
+    from stemstore.analysis.selection_runs import latest_selection_run
 
     current, stale = store.start_run("selection", group="bass"), store.start_run("selection", group="bass")
     regression = store.start_run("regression", group="bass")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEMSTORE = [sys.executable, "-m", "cli.app"]
+STEMSTORE = [sys.executable, "-m", "stemstore.cli.app"]
 TABLE_HEADINGS = ["Table 2", "Table 4", "Table 5", "Table 6", "Table 7"]
 
 
@@ -137,14 +137,14 @@ def _split(command: str) -> list[str]:
 
 def test_readme_python_api_as_written(tmp_path, monkeypatch):
     """The README's Python example runs on a store (here: the reference bass segments)."""
-    from stemstore import exchange
-    from stemstore.store import Store
+    from stemstore.store import bulk
+    from stemstore.store.connection import Store
 
     from .conftest import REFERENCE, require_shared
 
     store = Store.open(str(tmp_path / "stemstore.duckdb"), create=True, check_schema=False)
     store.init()
-    exchange.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
+    bulk.import_features(store, require_shared(REFERENCE / "bass-segments.csv"))
     store.close()
     [block] = readme_blocks("python")
     monkeypatch.chdir(tmp_path)

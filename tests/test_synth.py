@@ -1,4 +1,4 @@
-"""The synthetic MedleyDB-layout corpus (stemstore.synth): layout, determinism, known mixing."""
+"""The synthetic MedleyDB-layout corpus (stemstore.synth.corpus): layout, determinism, known mixing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from stemstore import synth
+from stemstore.synth import corpus as synth
 
 from .conftest import MEDLEYDB_METADATA, require_shared
 

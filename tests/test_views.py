@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from stemstore.store import Store
-from stemstore.views import View, view_names, view_sql
+from stemstore.store.connection import Store
+from stemstore.store.views import View, view_names, view_sql
 
 PROBE = "probe_view"
 

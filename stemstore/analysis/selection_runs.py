@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import StemstoreError
-from .exchange import META_COLUMNS
-from .extraction import analysis_matrix
-from .schema import Run
-from .selection import PRESETS, RandomForestSelector
-from .store import Store
+from stemstore.errors import StemstoreError
+from stemstore.store.bulk import META_COLUMNS
+from stemstore.analysis.matrix import analysis_matrix
+from stemstore.store.schema import Run
+from stemstore.analysis.selection import PRESETS, RandomForestSelector
+from stemstore.store.connection import Store
 
 #: Fewer segments than this in either class cannot be analysed.
 MIN_PER_CLASS = 10
@@ -263,7 +263,7 @@ def selection_results(store: Store, run_id: int) -> tuple[pd.DataFrame, pd.DataF
 
 def importance_figure(store: Store, group: str, path, run_id: int | None = None, top: int = 50) -> int:
     """Fig. 2 of a selection run (default: the group's latest) as a PNG. Returns the run id."""
-    from .plots import plot_importance
+    from stemstore.analysis.plots import plot_importance
 
     run_id = latest_selection_run(store, group, run_id)
     features, _ = selection_results(store, run_id)
@@ -280,7 +280,7 @@ def importance_figure(store: Store, group: str, path, run_id: int | None = None,
 
 def oob_figure(store: Store, group: str, path, run_id: int | None = None) -> int:
     """Fig. 3 of a selection run (default: the group's latest) as a PNG. Returns the run id."""
-    from .plots import plot_oob_curves
+    from stemstore.analysis.plots import plot_oob_curves
 
     run_id = latest_selection_run(store, group, run_id)
     _, curves = selection_results(store, run_id)

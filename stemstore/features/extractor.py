@@ -2,7 +2,7 @@
 
 ``FeatureExtractor.extract(audio)`` turns one pre-processed segment (mono, float32, 44.1 kHz,
 see :mod:`stemstore.audio`) into a float64 vector of 1812 values in catalog order
-(:func:`stemstore.catalog.feature_names`). The configuration is the study's own extraction
+(:func:`stemstore.store.catalog.feature_names`). The configuration is the study's own extraction
 (Essentia's ``Extractor`` plus a few descriptors computed beside it); ``EXTRACTOR_VERSION``
 names it, and values computed by an older version are recomputed by ``stemstore extract``.
 
@@ -58,7 +58,7 @@ import essentia
 essentia.log.infoActive = False  # set before essentia.standard, which logs on import
 import essentia.standard as es  # noqa: E402
 
-from stemstore.catalog import FRAME_STATISTICS, feature_names, load_catalog  # noqa: E402
+from stemstore.store.catalog import FRAME_STATISTICS, feature_names, load_catalog  # noqa: E402
 
 
 SAMPLE_RATE = 44100
@@ -102,7 +102,7 @@ def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     ``frames`` maps a descriptor name to its frame values: a 1-D array (one value per frame)
     or a 2-D (frames x dims) array. Returns, per descriptor, a ``(12, dims)`` float64 array
-    whose rows follow :data:`stemstore.catalog.FRAME_STATISTICS` (min, max, median, mean, var,
+    whose rows follow :data:`stemstore.store.catalog.FRAME_STATISTICS` (min, max, median, mean, var,
     stdev, skew, kurt, dmean, dvar, dmean2, dvar2), exactly as ``PoolAggregator`` computes
     them (in single precision, as Essentia's pool stores values). A descriptor with no
     frames gets NaN for every statistic.
@@ -140,35 +140,6 @@ def _aggregator():
     if _AGGREGATOR is None:
         _AGGREGATOR = es.PoolAggregator(defaultStats=list(FRAME_STATISTICS))
     return _AGGREGATOR
-
-
-def replace_non_finite(matrix: np.ndarray) -> tuple[np.ndarray, int]:
-    """Replace non-finite values column by column (docs/method.md, section 3); returns (copy, count).
-
-    ``matrix`` is (segments x features). In each column NaN becomes the mean of the column's
-    finite values, +inf its largest finite value and -inf its smallest; a column without any
-    finite value becomes 0. The input is not modified.
-    """
-    data = np.array(matrix, dtype=np.float64, copy=True)
-    if data.ndim != 2:
-        raise ValueError(f"expected a 2-D (segments x features) matrix, got shape {data.shape}")
-    finite = np.isfinite(data)
-    n_replaced = int(data.size - np.count_nonzero(finite))
-    if n_replaced == 0:
-        return data, 0
-
-    n_finite = finite.sum(axis=0)
-    any_finite = n_finite > 0
-    col_mean = np.where(any_finite, np.where(finite, data, 0.0).sum(axis=0) / np.maximum(n_finite, 1), 0.0)
-    col_max = np.where(any_finite, np.where(finite, data, -np.inf).max(axis=0), 0.0)
-    col_min = np.where(any_finite, np.where(finite, data, np.inf).min(axis=0), 0.0)
-
-    rows, cols = np.nonzero(~finite)
-    bad = data[rows, cols]
-    data[rows, cols] = np.where(
-        np.isnan(bad), col_mean[cols], np.where(bad > 0, col_max[cols], col_min[cols])
-    )
-    return data, n_replaced
 
 
 # --------------------------------------------------------------------------------------------
@@ -752,7 +723,7 @@ class FeatureExtractor:
 
         ``audio`` is mono float32 at 44.1 kHz, already pre-processed
         (:func:`stemstore.audio.preprocess`). Values may be NaN or infinite where Essentia
-        gives them; :func:`replace_non_finite` cleans a set of segments.
+        gives them; :func:`stemstore.analysis.matrix.replace_non_finite` cleans a set of segments.
         """
         signal = np.ascontiguousarray(audio, dtype=np.float32)
         if signal.ndim != 1:

@@ -18,7 +18,7 @@ a Dask cluster, and writes each result from this process:
 * **Failures do not stop the run.** A segment whose audio cannot be loaded or makes Essentia
   fail is marked ``failed`` with the error; the others go on.
 * **Non-finite values are stored as computed** (NaN, +/-inf) and counted on the run. They are
-  replaced when a matrix is read for analysis (:func:`analysis_matrix`): NaN by the feature's
+  replaced when a matrix is read for analysis (:func:`stemstore.analysis.matrix.analysis_matrix`): NaN by the feature's
   mean over the segments analysed, +/-inf by its largest/smallest finite value.
 
 Workers never touch the database: they get (path, start, length, normalise) and return the
@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .audio import SAMPLE_RATE, AudioError, load_mono, preprocess
-from .errors import StemstoreError
-from .features import EXTRACTOR_VERSION, FeatureExtractor, replace_non_finite
+from stemstore.audio import SAMPLE_RATE, AudioError, load_mono, preprocess
+from stemstore.errors import StemstoreError
+from stemstore.features.extractor import EXTRACTOR_VERSION, FeatureExtractor
 
 if TYPE_CHECKING:  # workers import this module: keep the database layer out of their imports
-    from .store import Store
+    from stemstore.store.connection import Store
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -494,42 +494,3 @@ def _counts(summary: ExtractSummary) -> dict:
         "stale_runs": summary.stale_runs,
         "seconds": round(summary.seconds, 3),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Reading for analysis: the matrix with non-finite values handled
-# --------------------------------------------------------------------------------------------
-
-
-def analysis_matrix(
-    store: Store,
-    *,
-    group: str | None = None,
-    instruments: list[str] | None = None,
-    features: list[str] | None = None,
-    segment_ids: list[int] | None = None,
-) -> tuple[pd.DataFrame, int]:
-    """The wide matrix an analysis reads, with non-finite values replaced (docs/method.md, section 3).
-
-    Same rows and columns as :func:`stemstore.exchange.feature_matrix` (by default the
-    features every selected segment has a value for), but NaN is replaced by the feature's
-    mean over these segments and +/-inf by its largest/smallest finite value. Returns the
-    matrix and how many values were replaced (to record on the analysis run).
-    """
-    from .exchange import META_COLUMNS, feature_matrix
-
-    wide = feature_matrix(
-        store,
-        group=group,
-        instruments=instruments,
-        features=features,
-        segment_ids=segment_ids,
-        complete=features is None,
-    )
-    columns = [c for c in wide.columns if c not in META_COLUMNS]
-    if not columns or wide.empty:
-        return wide, 0
-    cleaned, n_replaced = replace_non_finite(wide[columns].to_numpy(dtype=np.float64))
-    wide = wide.copy()
-    wide[columns] = cleaned
-    return wide, n_replaced

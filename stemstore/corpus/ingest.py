@@ -87,8 +87,8 @@ import soundfile as sf
 import sqlalchemy as sa
 import yaml
 
-from .errors import StemstoreError
-from .schema import (
+from stemstore.errors import StemstoreError
+from stemstore.store.schema import (
     JSONText,
     Corpus,
     Multitrack,
@@ -101,7 +101,7 @@ from .schema import (
     TrackLink,
     utcnow,
 )
-from .store import Store, describe_error, instrument_ids
+from stemstore.store.connection import Store, describe_error, instrument_ids
 
 FORMATS = ("medleydb", "folder")
 AUDIO_SUFFIXES = {".wav", ".flac", ".aif", ".aiff", ".ogg"}
@@ -1230,90 +1230,3 @@ def mark_derived_stale(conn: sa.Connection, track_ids: set[int]) -> tuple[int, i
     if new_runs:
         conn.execute(sa.update(Run).where(Run.id.in_(new_runs)).values(stale=True))
     return len(new_segments), len(new_runs)
-
-
-# -- status ------------------------------------------------------------------------------------------
-def status(store: Store) -> dict[str, pd.DataFrame]:
-    """The corpus at a glance, as DataFrames:
-
-    * ``instruments``: the corpus_status view (per group and instrument: multitracks, stems,
-      raws, audio present/missing/unreadable, stale tracks, stem pairs to segment);
-    * ``groups``: per group: multitracks, stem pairs, raw tracks, stem pairs to segment;
-    * ``audio``: tracks by audio status (mix, stems and raws);
-    * ``problems``: every missing or unreadable file with its reason;
-    * ``stale``: stale tracks, segments and runs;
-    * ``pending``: work left: stem pairs to segment (instruments of a group), segments to
-      extract, outdated segments to re-extract (values of an older extractor version), stale
-      segments to redo.
-    """
-    corpus = """FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
-                JOIN corpora c ON c.id = m.corpus_id
-                WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%'"""
-    out = {
-        "instruments": store.read_sql(
-            "SELECT * FROM corpus_status ORDER BY group_name NULLS LAST, instrument"
-        ),
-        "audio": store.read_sql(
-            f"SELECT t.kind, t.audio_status, COUNT(*) AS tracks {corpus} "
-            "GROUP BY t.kind, t.audio_status ORDER BY t.kind, t.audio_status"
-        ),
-        "problems": store.read_sql(
-            f"""SELECT m.name AS multitrack, t.kind, t.code, t.path, t.audio_status, t.status_reason
-                {corpus} AND t.audio_status <> 'present' ORDER BY t.audio_status DESC, m.name, t.kind, t.code"""
-        ),
-        "stale": store.read_sql(
-            """SELECT 'tracks' AS item, COUNT(*) AS stale FROM tracks WHERE stale
-               UNION ALL SELECT 'segments', COUNT(*) FROM segments WHERE stale
-               UNION ALL SELECT 'runs', COUNT(*) FROM runs WHERE stale"""
-        ),
-    }
-    # per group: distinct multitracks and (multitrack, instrument) stem pairs, which do not add
-    # up over the per-instrument rows
-    frame = out["instruments"]
-    for col in frame.columns:
-        if col not in ("group_name", "instrument"):
-            frame[col] = frame[col].fillna(0).astype("int64")
-    members = store.read_sql(
-        """SELECT g.group_name, t.kind, t.multitrack_id, t.instrument_id
-           FROM tracks t JOIN multitracks m ON m.id = t.multitrack_id
-           JOIN corpora c ON c.id = m.corpus_id
-           JOIN group_labels g ON g.instrument_id = t.instrument_id
-           WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%' AND t.kind IN ('stem', 'raw')"""
-    )
-    stems = members[members["kind"] == "stem"].drop_duplicates(
-        ["group_name", "multitrack_id", "instrument_id"]
-    )
-    groups = pd.DataFrame(
-        {
-            "multitracks": members.groupby("group_name")["multitrack_id"].nunique(),
-            "stems": stems.groupby("group_name").size(),
-            "raw_tracks": members[members["kind"] == "raw"].groupby("group_name").size(),
-            "to_segment": out["instruments"].groupby("group_name")["to_segment"].sum(),
-        }
-    )
-    out["groups"] = groups.fillna(0).astype("int64").rename_axis("group_name").reset_index()
-    to_segment = out["instruments"].dropna(subset=["group_name"]).drop_duplicates("instrument")
-    segments = store.read_sql(
-        """SELECT SUM(CASE WHEN status = 'pending' AND NOT stale THEN 1 ELSE 0 END) AS to_extract,
-                  SUM(CASE WHEN stale THEN 1 ELSE 0 END) AS stale FROM segments"""
-    ).fillna(0)
-    from .extraction import count_outdated  # the extractor's version decides what is outdated
-
-    out["pending"] = pd.DataFrame(
-        {
-            "work": [
-                "stem pairs to segment (instruments of a group)",
-                "segments to extract",
-                "outdated segments to re-extract (older extractor version)",
-                "stale segments to redo",
-            ],
-            "count": [
-                int(to_segment["to_segment"].sum()),
-                int(segments["to_extract"][0]),
-                count_outdated(store),
-                int(segments["stale"][0]),
-            ],
-        }
-    )
-    out["stale"]["stale"] = out["stale"]["stale"].astype("int64")
-    return out

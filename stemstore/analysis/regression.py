@@ -269,7 +269,7 @@ def split_train_test(
 
     Examples
     --------
-    >>> from stemstore.regression import split_train_test
+    >>> from stemstore.analysis.regression import split_train_test
     >>> split_train_test(["m1", "m2", "m3"], ["train", "train", "test"])
     (array([0, 1]), array([2]), 'stored')
     >>> split_train_test(["m1", "m1", "m2", "m2", "m3", "m3"], test_fraction=0.3, seed=0)
@@ -317,7 +317,7 @@ def find_outliers(X: np.ndarray, Y: np.ndarray, n_sd: float = 3.0) -> np.ndarray
     Examples
     --------
     >>> import numpy as np
-    >>> from stemstore.regression import find_outliers
+    >>> from stemstore.analysis.regression import find_outliers
     >>> X = np.array([[1.0], [1.1], [0.9], [1.0], [1.05], [0.95], [1.0], [1.1], [0.9], [1.0],
     ...               [1.0], [9.0]])
     >>> np.flatnonzero(find_outliers(X, 2 * X))
@@ -448,7 +448,7 @@ def json_safe(value: Any) -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> from stemstore.regression import json_safe
+    >>> from stemstore.analysis.regression import json_safe
     >>> json_safe({"C": np.float64(1.5), "p": (1, np.int64(2)), 3: None})
     {'C': 1.5, 'p': [1, 2], '3': None}
     """
@@ -553,7 +553,7 @@ class AveragingRegressor(RegressorMixin, BaseEstimator):
     >>> import numpy as np
     >>> from sklearn.linear_model import LinearRegression
     >>> from sklearn.neighbors import KNeighborsRegressor
-    >>> from stemstore.regression import AveragingRegressor
+    >>> from stemstore.analysis.regression import AveragingRegressor
     >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
     >>> y = np.array([0.0, 2.0, 4.0, 6.0])
     >>> averaging = AveragingRegressor([("lr", LinearRegression()),
@@ -611,7 +611,7 @@ class AveragingRegressor(RegressorMixin, BaseEstimator):
         --------
         >>> import numpy as np
         >>> from sklearn.linear_model import LinearRegression
-        >>> from stemstore.regression import AveragingRegressor
+        >>> from stemstore.analysis.regression import AveragingRegressor
         >>> X, Y = np.arange(8.0).reshape(4, 2), np.arange(4.0).reshape(4, 1)
         >>> lr = LinearRegression().fit(X, Y)
         >>> AveragingRegressor.from_fitted([("lr", lr)]).predict(X[:2]).round(3)
@@ -674,7 +674,7 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, features: Sequenc
     Examples
     --------
     >>> import numpy as np
-    >>> from stemstore.regression import regression_metrics
+    >>> from stemstore.analysis.regression import regression_metrics
     >>> metrics = regression_metrics(np.array([[1.0, 0.0], [2.0, 4.0]]),
     ...                              np.array([[1.5, 1.0], [2.0, 3.0]]), ["a", "b"])
     >>> metrics["mape"].tolist(), metrics["mae"].tolist(), metrics["n_zero_targets"].tolist()
@@ -777,7 +777,7 @@ def search_ensemble(
     Two models with opposite errors: their average is exact.
 
     >>> import numpy as np
-    >>> from stemstore.regression import search_ensemble
+    >>> from stemstore.analysis.regression import search_ensemble
     >>> choice = search_ensemble({"lr": np.array([[1.1], [2.2]]), "knn": np.array([[0.9], [1.8]])},
     ...                          np.array([[1.0], [2.0]]), ["a"])
     >>> choice.models, round(choice.a_mape, 6), choice.kept_features
@@ -1036,7 +1036,7 @@ def predict_stem(
     --------
     >>> import numpy as np
     >>> from sklearn.linear_model import LinearRegression
-    >>> from stemstore.regression import predict_stem
+    >>> from stemstore.analysis.regression import predict_stem
     >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [2.0, 1.0]])
     >>> model = LinearRegression().fit(X, 2 * X)
     >>> predict_stem(model, {"b": 3.0, "a": 1.0}, features=["a", "b"]).round(6)
@@ -1065,7 +1065,7 @@ def predict_stem(
 #: refuses anything else, so a tampered file cannot make us import arbitrary code.
 TRUSTED_MODEL_TYPES = frozenset(
     {
-        "stemstore.regression.AveragingRegressor",
+        "stemstore.analysis.regression.AveragingRegressor",
         "sklearn.compose._target.TransformedTargetRegressor",
         "sklearn.pipeline.Pipeline",
         "sklearn.preprocessing._data.StandardScaler",

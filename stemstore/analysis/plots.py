@@ -1,7 +1,7 @@
 """Figures of the study (docs/method.md, section 6: Figs. 2, 3 and 4), drawn with matplotlib.
 
 Each function takes plain arrays / DataFrames (what the store reads back from the
-database or what :class:`stemstore.selection.RandomForestSelector` exposes),
+database or what :class:`stemstore.analysis.selection.RandomForestSelector` exposes),
 returns the :class:`matplotlib.figure.Figure`, and writes it to ``path`` when one
 is given (format from the extension, e.g. ``.png`` or ``.pdf``).
 

@@ -44,7 +44,7 @@ multitrack draws from its own child of ``numpy.random.SeedSequence(seed)``, so m
 be made in parallel processes without changing the result.
 
 Regenerate the shipped structures with
-``python -m stemstore.synth <MedleyDB metadata dir>`` (the installed package never reads it).
+``python -m stemstore.synth.corpus <MedleyDB metadata dir>`` (the installed package never reads it).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def write_structures(structures: list[dict], path: Path | str) -> None:
     lines = [json.dumps(s, ensure_ascii=False, separators=(",", ":")) for s in structures]
     header = {
         "description": "Structures of the MedleyDB multitracks (metadata: MIT licence) restricted "
-        "to the default instrument groups; see stemstore.synth.derive_structures.",
+        "to the default instrument groups; see stemstore.synth.corpus.derive_structures.",
         "groups": {group: list(labels) for group, labels in DEFAULT_GROUPS.items()},
     }
     text = json.dumps(header, ensure_ascii=False)[:-1]
@@ -1295,7 +1295,7 @@ def _synthesize_multitrack(
         "instrumental": "no" if vocal else "yes",
         "mix_filename": mix_file,
         "origin": ORIGIN,
-        "producer": ["stemstore.synth"],
+        "producer": ["stemstore.synth.corpus"],
         "raw_dir": raw_dir,
         "stem_dir": stem_dir,
         "stems": metadata_stems,

@@ -1,6 +1,6 @@
 """Regression runs in the store (docs/method.md, section 5): fit, record, and predict from stored models.
 
-:mod:`stemstore.regression` is the pure library (DataFrames in, a RegressionResult out); this
+:mod:`stemstore.analysis.regression` is the pure library (DataFrames in, a RegressionResult out); this
 module connects it to a store:
 
 * :func:`regress` reads a group's pairs, runs the regression and records a ``regression`` run:
@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import regression as rg
-from .errors import StemstoreError
-from .exchange import feature_matrix, stored_values
-from .features import replace_non_finite
-from .schema import RegressionEnsemble, RegressionMetric, RegressionModel, Run, utcnow
-from .store import Store
+from stemstore.analysis import regression as rg
+from stemstore.errors import StemstoreError
+from stemstore.store.bulk import feature_matrix, stored_values
+from stemstore.analysis.matrix import replace_non_finite
+from stemstore.store.schema import RegressionEnsemble, RegressionMetric, RegressionModel, Run, utcnow
+from stemstore.store.connection import Store
 
 RUN_KIND = "regression"
 #: The model name under which an average of several models is stored.
@@ -145,7 +145,7 @@ def regress(
     Features (inputs and targets): ``features`` when given, else the f_pred of ``selection_run``
     or of the group's latest finished selection run. Pairs keep their stored split; without one,
     a seeded split holds out whole multitracks. ``grids`` overrides the tuned preset's grids
-    (see :data:`stemstore.regression.TUNED_GRIDS`).
+    (see :data:`stemstore.analysis.regression.TUNED_GRIDS`).
     """
     store.group_instruments(group)  # an unknown group is an error before anything else
     if preset not in rg.PRESETS:
@@ -411,7 +411,7 @@ def _json_list(value) -> list:
 def segment_seconds(store: Store, run_id: int) -> float:
     """The window the run's segments were cut with: their median duration, or the method's
     10 s (docs/method.md, section 2) when they carry none (imported values)."""
-    from .audio import SEGMENT_SECONDS
+    from stemstore.audio import SEGMENT_SECONDS
 
     durations = store.read_sql(
         "SELECT s.duration FROM run_segments rs JOIN segments s ON s.id = rs.segment_id "
@@ -431,8 +431,15 @@ def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
     whole (the frame's ``attrs["notes"]`` says so). Model: the best of the group's latest
     regression run. Columns: feature, raw, predicted_stem; ``attrs`` holds run_id, model, window.
     """
-    from .audio import SAMPLE_RATE, AudioError, highest_energy_window, is_silent, load_mono, preprocess
-    from .features import FeatureExtractor
+    from stemstore.audio import (
+        SAMPLE_RATE,
+        AudioError,
+        highest_energy_window,
+        is_silent,
+        load_mono,
+        preprocess,
+    )
+    from stemstore.features.extractor import FeatureExtractor
 
     run_id = latest_regression_run(store, group)
     stored = best_model(store, run_id)
@@ -514,7 +521,7 @@ def pca_features(store: Store, group: str) -> tuple[str, list[str]]:
 def pca_figure(store: Store, group: str, path: str | Path) -> dict:
     """Write "Fig. 4" for ``group`` to ``path``: all its segments' raw and stem f_pred vectors
     in two PCA dimensions. Segments lacking a value of a feature are left out (counted)."""
-    from .plots import plot_pca
+    from stemstore.analysis.plots import plot_pca
 
     source, features = pca_features(store, group)
     frame = feature_matrix(store, group=group, features=list(features))

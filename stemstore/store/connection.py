@@ -28,9 +28,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
-from . import catalog
-from .errors import StemstoreError
-from .schema import Feature, FeatureCatalog, GroupMember, Instrument, InstrumentGroup, Run, utcnow
+from stemstore.store import catalog
+from stemstore.errors import StemstoreError
+from stemstore.store.schema import (
+    Feature,
+    FeatureCatalog,
+    GroupMember,
+    Instrument,
+    InstrumentGroup,
+    Run,
+    utcnow,
+)
 
 DEFAULT_DB = "stemstore.duckdb"
 ENV_DB = "STEMSTORE_DB"
@@ -271,20 +279,6 @@ class Store:
             shown = ", ".join(unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
             raise StemstoreError(f"{len(unknown)} unknown feature name(s), not in the catalog: {shown}")
         return np.array([lookup[n] for n in names], dtype=np.int64)
-
-    def feature_matrix(
-        self,
-        group: str | None = None,
-        *,
-        instruments: list[str] | None = None,
-        features: list[str] | None = None,
-    ) -> pd.DataFrame:
-        """A group's (or instruments') extracted segments as a wide DataFrame: one row per
-        segment (multitrack, instrument, role, pair, split), one float64 column per feature.
-        See :func:`stemstore.exchange.feature_matrix`."""
-        from .exchange import feature_matrix  # exchange builds on this module
-
-        return feature_matrix(self, group=group, instruments=instruments, features=features)
 
     # -- groups ----------------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:
@@ -552,7 +546,7 @@ _PG_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 def _pg_binary_types(table: str, frame: pd.DataFrame) -> list[str] | None:
     """Big-endian numpy types of the table's columns for binary COPY, or None when a column
     is not a fixed-width number or holds missing values (those go through text COPY)."""
-    from .schema import Base
+    from stemstore.store.schema import Base
 
     types = []
     for name in frame.columns:

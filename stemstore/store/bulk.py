@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from .errors import StemstoreError
-from .schema import Corpus, Multitrack, Segment, Track, utcnow
-from .store import Store, instrument_ids
+from stemstore.errors import StemstoreError
+from stemstore.store.schema import Corpus, Multitrack, Segment, Track, utcnow
+from stemstore.store.connection import Store, instrument_ids
 
 META_COLUMNS = ["multitrack", "instrument", "role", "pair", "split"]
 REQUIRED_COLUMNS = ["multitrack", "instrument", "role"]

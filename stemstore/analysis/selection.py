@@ -16,7 +16,7 @@ scikit-learn selector:
    than ``TH_pred``: ``f_pred``.
 
 The module is a pure library: numpy arrays or pandas DataFrames in, fitted
-attributes out. The store saves the attributes; :mod:`stemstore.plots` draws
+attributes out. The store saves the attributes; :mod:`stemstore.analysis.plots` draws
 them.
 
 Forests are built here rather than with :class:`~sklearn.ensemble.RandomForestClassifier`
@@ -439,7 +439,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     (``from_preset("fast")`` is the usual starting point on real data):
 
     >>> import numpy as np
-    >>> from stemstore.selection import RandomForestSelector
+    >>> from stemstore.analysis.selection import RandomForestSelector
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 20)
     >>> X = rng.normal(size=(40, 6))
@@ -515,7 +515,7 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
 
         Examples
         --------
-        >>> from stemstore.selection import RandomForestSelector
+        >>> from stemstore.analysis.selection import RandomForestSelector
         >>> RandomForestSelector.from_preset("fast", n_jobs=2).n_forests
         10
         """

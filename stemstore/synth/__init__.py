@@ -1,0 +1,1 @@
+"""A synthetic multitrack corpus for demos and tests, shaped like MedleyDB."""
