@@ -2,120 +2,20 @@
 
 The corpora here are written by hand (``build_corpus``): a few tracks of a few seconds whose
 loud stretches are known, so the chosen windows and raws can be checked exactly. The
-end-to-end path through ``stemstore synth`` and ingest is in tests/test_extraction.py.
+end-to-end path through ``stemstore synth`` and ingest is in tests/features/test_extraction.py.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import soundfile as sf
 import sqlalchemy as sa
 
-from stemstore.audio import SAMPLE_RATE
-from stemstore.store.schema import Corpus, Multitrack, Track, TrackLink
 from stemstore.segments import segment
-from stemstore.store.connection import instrument_ids
 
-SR = SAMPLE_RATE
-
-
-# -- building a corpus by hand ----------------------------------------------------------------
-def noise(seconds: float, level: float = 0.01, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0.0, level, int(seconds * SR)).astype(np.float32)
-
-
-def tone(seconds: float, freq: float = 220.0, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def with_burst(base: np.ndarray, start_s: float, burst: np.ndarray) -> np.ndarray:
-    out = base.copy()
-    i = int(start_s * SR)
-    out[i : i + burst.size] += burst
-    return out
-
-
-def build_corpus(store, root: Path, multitracks: dict[str, list[dict]], corpus: str = "handmade") -> dict:
-    """Write WAVs and the rows ingest would make. ``multitracks`` maps a name to its stems::
-
-        {"code": "S01", "instrument": "electric bass", "audio": array | None | bytes,
-         "raws": [{"code": "S01/R01", "audio": ...}, ...]}
-
-    ``audio`` None means the file is missing; bytes are written as they are (a corrupt file).
-    Returns {(multitrack, code): track id}.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    ids: dict[tuple[str, str], int] = {}
-
-    def write(name: str, code: str, audio) -> str:
-        rel = f"{name}/{name}_{code.replace('/', '_')}.wav"
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(audio, bytes):
-            path.write_bytes(audio)
-        elif audio is not None:
-            sf.write(path, audio, SR, subtype="FLOAT")
-        return rel
-
-    with store.session() as s:
-        c = s.scalar(sa.select(Corpus).where(Corpus.name == corpus))
-        if c is None:
-            c = Corpus(name=corpus, root=str(root), format="medleydb")
-            s.add(c)
-            s.flush()
-        for name, stems in multitracks.items():
-            mt = Multitrack(corpus_id=c.id, name=name)
-            s.add(mt)
-            s.flush()
-            inst = instrument_ids(s, [st["instrument"] for st in stems])
-            for st in stems:
-                stem = Track(
-                    multitrack_id=mt.id,
-                    kind="stem",
-                    code=st["code"],
-                    instrument_id=inst[st["instrument"]],
-                    labels=[st["instrument"]],
-                    path=write(name, st["code"], st["audio"]),
-                    audio_status="present",
-                )
-                s.add(stem)
-                s.flush()
-                ids[(name, st["code"])] = stem.id
-                for raw_spec in st.get("raws", []):
-                    raw = Track(
-                        multitrack_id=mt.id,
-                        kind="raw",
-                        code=raw_spec["code"],
-                        instrument_id=inst[st["instrument"]],
-                        labels=[st["instrument"]],
-                        path=write(name, raw_spec["code"], raw_spec["audio"]),
-                        audio_status="present",
-                    )
-                    s.add(raw)
-                    s.flush()
-                    ids[(name, raw_spec["code"])] = raw.id
-                    s.add(TrackLink(stem_track_id=stem.id, raw_track_id=raw.id))
-    return ids
-
-
-def segment_rows(store) -> list[dict]:
-    df = store.read_sql(
-        "SELECT s.*, t.code, m.name AS multitrack FROM segments s "
-        "JOIN tracks t ON t.id = s.track_id JOIN multitracks m ON m.id = t.multitrack_id "
-        "ORDER BY s.id"
-    )
-    rows = df.to_dict("records")
-    for r in rows:
-        for key in ("pair", "reason", "split"):  # NULL text reads back as NaN in pandas
-            r[key] = None if pd.isna(r[key]) else r[key]
-        r["params"] = json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]
-    return rows
+from tests.support import SR, build_corpus, noise, segment_rows, tone, with_burst
 
 
 # -- the choice of windows, raws and stems ------------------------------------------------------

@@ -140,7 +140,7 @@ def test_readme_python_api_as_written(tmp_path, monkeypatch):
     from stemstore.store import bulk
     from stemstore.store.connection import Store
 
-    from .conftest import REFERENCE, require_shared
+    from tests.support import REFERENCE, require_shared
 
     store = Store.open(str(tmp_path / "stemstore.duckdb"), create=True, check_schema=False)
     store.init()

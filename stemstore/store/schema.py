@@ -1,7 +1,7 @@
 """The relational schema: every table of a store, as SQLAlchemy 2 typed models.
 
 This module is the one description of the schema. Alembic migrations (``migrations/``) are
-the only way a database gets it; ``tests/test_migrations.py`` checks that the head migration
+the only way a database gets it; ``tests/store/test_migrations.py`` checks that the head migration
 and these models agree. Identifiers come from sequences so that the same schema works on
 DuckDB (which has no SERIAL) and on PostgreSQL.
 

@@ -12,7 +12,7 @@ import yaml
 
 from stemstore.synth import corpus as synth
 
-from .conftest import MEDLEYDB_METADATA, require_shared
+from tests.support import MEDLEYDB_METADATA, require_shared
 
 # Seed 3 with three multitracks draws structures covering all four groups, including a
 # distorted electric guitar and a singer: the tests below rely on having them.

@@ -16,7 +16,7 @@ from stemstore.analysis.selection_runs import (
     selection_summary,
 )
 
-from .conftest import REFERENCE, require_shared
+from tests.support import REFERENCE, require_shared
 
 TINY = dict(n_forests=3, n_trees=40, n_fits_interp=3, n_trees_interp=30, n_fits_pred=3, n_trees_pred=30)
 

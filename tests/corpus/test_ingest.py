@@ -30,7 +30,7 @@ from stemstore.reports import status
 from stemstore.store.schema import RunSegment, Segment
 from stemstore.store.connection import Store
 
-from .conftest import MEDLEYDB_METADATA, require_shared
+from tests.support import MEDLEYDB_METADATA, require_shared
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Run in a fresh interpreter, so the backend it reports is the one chosen by MPLBACKEND alone.
 CHECK = textwrap.dedent(

@@ -23,7 +23,7 @@ from stemstore.analysis.regression import (
 )
 from stemstore.analysis.plots import plot_pca
 
-from .conftest import REFERENCE, require_shared
+from tests.support import REFERENCE, require_shared
 
 GROUPS = ("bass", "guitar", "vocal", "keys")
 #: Small grids so the tuned preset runs in seconds in tests.

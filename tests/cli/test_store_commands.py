@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stemstore.cli.app import app
 
-from .conftest import REFERENCE, require_shared
+from tests.support import REFERENCE, require_shared
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from stemstore.store import bulk
 from stemstore.errors import StemstoreError
 from stemstore.store.connection import DEFAULT_GROUPS, Store
 
-from .conftest import GROUPS, REFERENCE, require_shared
+from tests.support import GROUPS, REFERENCE, require_shared
 
 
 def count(store: Store, table: str) -> int:
@@ -197,7 +197,7 @@ def test_packaged_catalog_is_the_shared_one():
     """The installed tool carries its own copy of the catalog; it must be the contract's."""
     from stemstore.store.catalog import catalog_bytes, feature_names
 
-    from .conftest import SHARED
+    from tests.support import SHARED
 
     assert catalog_bytes() == require_shared(SHARED / "data" / "feature_catalog.csv").read_bytes()
     assert len(feature_names()) == len(set(feature_names())) == 1812

@@ -23,13 +23,14 @@ from typer.testing import CliRunner
 
 from stemstore.cli.app import app
 from stemstore.store.catalog import feature_names
-from stemstore.features.extraction import analysis_matrix, count_outdated, extract
+from stemstore.analysis.matrix import analysis_matrix
+from stemstore.features.extraction import count_outdated, extract
 from stemstore.features.extractor import EXTRACTOR_VERSION
 from stemstore.reports import status
 from stemstore.segments import segment
 from stemstore.store.connection import Store
 
-from .test_segments import build_corpus, noise, tone, with_burst
+from tests.support import build_corpus, noise, tone, with_burst
 
 N_FEATURES = len(feature_names())
 WINDOW = 2.0
@@ -297,7 +298,7 @@ def test_kill_9_during_extraction_then_resume(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         deadline = time.monotonic() + 120

@@ -11,12 +11,12 @@ from pedalboard import Compressor, Pedalboard
 
 from stemstore.audio import preprocess
 from stemstore.store.catalog import FRAME_STATISTICS, feature_names, load_catalog
+from stemstore.analysis.matrix import replace_non_finite
 from stemstore.features.extractor import (
     FeatureExtractor,
     bark_loudness_descriptors,
     extract_features,
     pool_statistics,
-    replace_non_finite,
 )
 
 SR = 44100
@@ -274,34 +274,3 @@ def test_pooling_of_no_frames_is_nan():
     pooled = pool_statistics({"empty": np.empty((0, 3)), "full": np.ones(4)})
     assert pooled["empty"].shape == (len(FRAME_STATISTICS), 3) and np.isnan(pooled["empty"]).all()
     assert pooled["full"][FRAME_STATISTICS.index("mean")] == 1.0
-
-
-# ---------------------------------------------------------------------------- non-finite values
-
-
-def test_replace_non_finite_follows_the_method():
-    matrix = np.array(
-        [
-            [1.0, np.inf, np.nan, 5.0],
-            [np.nan, 2.0, np.nan, -np.inf],
-            [3.0, -np.inf, np.nan, 7.0],
-            [np.nan, 4.0, np.nan, 6.0],
-        ]
-    )
-    original = matrix.copy()
-    cleaned, n_replaced = replace_non_finite(matrix)
-
-    assert n_replaced == 9
-    assert np.isfinite(cleaned).all()
-    np.testing.assert_array_equal(matrix, original)  # the input is left alone
-    np.testing.assert_allclose(cleaned[:, 0], [1.0, 2.0, 3.0, 2.0])  # NaN -> mean of finite
-    np.testing.assert_allclose(cleaned[:, 1], [4.0, 2.0, 2.0, 4.0])  # +inf -> max, -inf -> min
-    np.testing.assert_allclose(cleaned[:, 2], 0.0)  # nothing finite -> 0
-    np.testing.assert_allclose(cleaned[:, 3], [5.0, 5.0, 7.0, 6.0])
-
-
-def test_replace_non_finite_without_anything_to_replace():
-    matrix = np.arange(6.0).reshape(2, 3)
-    cleaned, n_replaced = replace_non_finite(matrix)
-    assert n_replaced == 0
-    np.testing.assert_array_equal(cleaned, matrix)

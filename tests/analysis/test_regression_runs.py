@@ -23,7 +23,7 @@ from stemstore.analysis.regression import MODEL_NAMES
 from stemstore.analysis.regression_runs import best_model, predict, regress, regression_summary
 from stemstore.reports import report
 
-from .conftest import GROUPS, REFERENCE, require_shared
+from tests.support import GROUPS, REFERENCE, require_shared
 
 #: Small grids so the tuned preset runs in seconds in tests.
 SMALL_GRIDS = {
