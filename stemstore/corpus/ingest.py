@@ -1,44 +1,7 @@
 """Ingest: record multitrack corpora in the store, incrementally and safely.
 
-Two layouts are read.
-
-**MedleyDB** (``format="medleydb"``)::
-
-    <corpus>/<Artist>_<Title>/<Artist>_<Title>_METADATA.yaml
-    <corpus>/<Artist>_<Title>/<stem_dir>/<stem files>
-    <corpus>/<Artist>_<Title>/<raw_dir>/<raw files>
-    <corpus>/<Artist>_<Title>/<mix_filename>
-
-The METADATA.yaml lists ``stems: {Sxx: {filename, instrument, raw: {Ryy: {filename,
-instrument}}}}`` beside ``stem_dir``, ``raw_dir`` and ``mix_filename``. MedleyDB ships its
-metadata apart from the audio: ``metadata_dir`` reads every ``*_METADATA.yaml`` of that
-directory instead, the audio still being looked for under ``<corpus>/<Artist>_<Title>/``. A
-directory that holds ``*_METADATA.yaml`` files directly is read as such a metadata directory.
-
-**Session folders** (``format="folder"``), for one's own recordings::
-
-    <corpus>/<session>/stems/<instrument>/<file>.wav    one or more stems per instrument
-    <corpus>/<session>/raw/<instrument>/<file>.wav      the raw tracks (microphones, DI, takes)
-    <corpus>/<session>/mix.wav                          optional: the mix
-    <corpus>/<session>/session.yaml                     optional: the manifest
-
-The instrument folder's name is the instrument label (MedleyDB's taxonomy, e.g.
-``electric bass``). A raw track belongs to the stem of the same instrument when that
-instrument has one stem. When an instrument has several stems, or a stem was made from raws
-of another label, ``session.yaml`` says which raws made which stem; it may also give the
-song's artist, title, genre and origin (any other field is kept too)::
-
-    artist: The Examples
-    title: First Song
-    genre: Rock
-    stems:
-      electric guitar/rhythm.wav: [electric guitar/amp-sm57.wav, electric guitar/di.wav]
-      electric guitar/lead.wav: [electric guitar/lead-amp.wav]
-      vocalists/backing.wav: [female singer/take1.wav, female singer/take2.wav]
-
-Keys of ``stems`` are paths under ``stems/``, values are paths under ``raw/``. A raw of an
-instrument without a stem is recorded without a stem. Audio files are ``.wav``, ``.flac``,
-``.aif``/``.aiff`` or ``.ogg``; hidden files are ignored.
+Two layouts are read, one module each: :mod:`stemstore.corpus.medleydb` (``format="medleydb"``)
+and :mod:`stemstore.corpus.folder` (``format="folder"``), whose docstrings describe them.
 
 What ingest records: the multitrack (artist, title, genre, origin; every other top-level field
 of the metadata in ``multitracks.extra``), its mix, stems and raw tracks with their instrument
@@ -68,25 +31,20 @@ Incremental and safe:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import posixpath
-import re
-import struct
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterable
 
 import pandas as pd
-import soundfile as sf
 import sqlalchemy as sa
-import yaml
 
+from stemstore.corpus import folder, medleydb
+from stemstore.corpus.audio_files import AudioFacts, inspect_files, stat_stamp
+from stemstore.corpus.manifest import InsideChecker, MultitrackSpec, Rejected, Source
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import (
     JSONText,
@@ -104,24 +62,12 @@ from stemstore.store.schema import (
 from stemstore.store.connection import Store, describe_error, instrument_ids
 
 FORMATS = ("medleydb", "folder")
-AUDIO_SUFFIXES = {".wav", ".flac", ".aif", ".aiff", ".ogg"}
-METADATA_SUFFIX = "_METADATA.yaml"
-SESSION_MANIFEST = "session.yaml"
-#: Multitrack columns filled from the metadata; every other top-level field goes to ``extra``.
-COLUMN_FIELDS = ("artist", "title", "genre", "origin")
-MIX_CODE = "MIX"
 NOT_CHECKED = "not checked (metadata only)"
 NOT_IN_METADATA = "no longer in the metadata"
 #: A batch of whole multitracks is written in one transaction when it holds this many, or when
 #: its first multitrack was inspected this many seconds ago (so slow audio commits regularly).
 BATCH_MULTITRACKS = 25
 BATCH_SECONDS = 2.0
-_HASH_CHUNK = 1 << 20
-
-try:  # libyaml's parser is ~10x faster than the pure-Python one, with the same results
-    _YamlLoader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _YamlLoader = yaml.SafeLoader
 
 #: progress(done, total, multitrack name), called after each multitrack.
 ProgressCallback = Callable[[int, int, str], None]
@@ -215,44 +161,6 @@ class IngestSummary:
         return lines
 
 
-# -- what the metadata says ------------------------------------------------------------------------
-@dataclass
-class TrackSpec:
-    """One audio file the metadata names: kind mix|stem|raw, a code unique in its multitrack,
-    its labels (first = primary) and its path relative to the corpus root (POSIX)."""
-
-    kind: str
-    code: str
-    labels: list[str] | None
-    path: str
-
-
-@dataclass
-class MultitrackSpec:
-    name: str
-    metadata_file: str
-    metadata_hash: str
-    fields: dict[str, Any]  # artist, title, genre, origin
-    extra: dict[str, Any]
-    tracks: list[TrackSpec]
-    links: list[tuple[str, str]]  # (stem code, raw code)
-
-
-@dataclass
-class _Source:
-    """A multitrack to ingest before it is parsed: its name, the file(s) describing it and the
-    hash of what was read (cheap to compute, so unchanged multitracks are never parsed)."""
-
-    name: str
-    metadata_file: Path
-    metadata_hash: str
-    parse: Callable[[], MultitrackSpec]
-
-
-class Rejected(Exception):
-    """A multitrack or metadata file that cannot be ingested as it is; the message says why."""
-
-
 # -- the entry point ----------------------------------------------------------------------------------
 def ingest(
     store: Store,
@@ -284,9 +192,9 @@ def ingest(
         meta = Path(metadata_dir).expanduser() if metadata_dir is not None else None
         if meta is not None and not meta.is_dir():
             raise StemstoreError(f"no metadata directory at {meta}")
-        sources = _medleydb_sources(root, meta.resolve() if meta else None, summary)
+        sources = medleydb.find_sources(root, meta.resolve() if meta else None, summary.rejected)
     else:
-        sources = _folder_sources(root, summary)
+        sources = folder.find_sources(root, summary.rejected)
     if not sources and not summary.rejected:
         hint = (
             "no <name>/<name>_METADATA.yaml (or --metadata DIR)"
@@ -345,7 +253,7 @@ def _prepare(
     root: Path,
     corpus_id: int,
     format: str,
-    source: _Source,
+    source: Source,
     known: dict | None,
     metadata_only: bool,
     summary: IngestSummary,
@@ -372,7 +280,7 @@ def _prepare(
         and known["metadata_hash"] == source.metadata_hash
     ):
         if metadata_only or all(
-            _stat_stamp(root / t["path"]) == t["stamp"] and t["status_reason"] != NOT_CHECKED
+            stat_stamp(root / t["path"]) == t["stamp"] and t["status_reason"] != NOT_CHECKED
             for t in stored_tracks.values()
             if t["path"]
         ):
@@ -381,435 +289,14 @@ def _prepare(
             return None
     try:
         spec = source.parse()
-        inside = _InsideChecker(root)
+        inside = InsideChecker(root)
         for track in spec.tracks:
             inside.check(track.path)
     except Rejected as exc:
         summary.rejected.append((source.name, str(exc)))
         return None
-    facts = {} if metadata_only else _inspect_files(root, spec.tracks, stored_tracks)
+    facts = {} if metadata_only else inspect_files(root, spec.tracks, stored_tracks)
     return spec, facts
-
-
-# -- MedleyDB ------------------------------------------------------------------------------------------
-def _medleydb_sources(root: Path, metadata_dir: Path | None, summary: IngestSummary) -> list[_Source]:
-    if metadata_dir is None and any(root.glob(f"*{METADATA_SUFFIX}")):
-        metadata_dir = root  # a directory of metadata files, e.g. MedleyDB's metadata release
-    files = (
-        sorted(metadata_dir.glob(f"*{METADATA_SUFFIX}"))
-        if metadata_dir is not None
-        else sorted(root.glob(f"*/*{METADATA_SUFFIX}"))
-    )
-    sources, seen = [], {}
-    for file in files:
-        name = file.name[: -len(METADATA_SUFFIX)]
-        if metadata_dir is None and file.parent.name != name:
-            summary.rejected.append((str(file), f"a metadata file must be in the folder {name}/"))
-            continue
-        if name in seen:
-            summary.rejected.append((str(file), f"multitrack {name} is also described by {seen[name]}"))
-            continue
-        seen[name] = file
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            summary.rejected.append((str(file), f"cannot read it: {exc.strerror or exc}"))
-            continue
-        sources.append(
-            _Source(
-                name,
-                file,
-                hashlib.sha256(data).hexdigest(),
-                lambda name=name, file=file, data=data: parse_medleydb(name, file, data),
-            )
-        )
-    return sources
-
-
-def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
-    """What a MedleyDB METADATA.yaml says about multitrack ``name``; raises :class:`Rejected`
-    naming the file and the key for malformed YAML and missing or ill-typed keys."""
-    try:
-        meta = yaml.load(data.decode("utf-8"), Loader=_YamlLoader)
-    except UnicodeDecodeError as exc:
-        raise Rejected(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise Rejected(f"{file}: malformed YAML{at}: {problem}") from exc
-    if not isinstance(meta, dict):
-        raise Rejected(f"{file}: expected a mapping of fields, found {type(meta).__name__}")
-
-    stems = _require(meta, "stems", dict, file)
-    stem_dir = _require(meta, "stem_dir", str, file)
-    raw_dir = _require(meta, "raw_dir", str, file)
-    tracks: list[TrackSpec] = []
-    links: list[tuple[str, str]] = []
-    mix = meta.get("mix_filename")
-    if mix is not None:
-        tracks.append(TrackSpec("mix", MIX_CODE, None, _join(name, _filename(mix, "mix_filename", file))))
-    for stem_id in sorted(stems, key=str):
-        key = f"stems.{stem_id}"
-        stem = stems[stem_id]
-        if not isinstance(stem, dict):
-            raise Rejected(f"{file}: key '{key}' must be a mapping with filename, instrument, raw")
-        stem_code = str(stem_id)
-        stem_file = _filename(_require(stem, "filename", str, file, key), f"{key}.filename", file)
-        tracks.append(
-            TrackSpec("stem", stem_code, _labels(stem, file, key), _join(name, stem_dir, stem_file))
-        )
-        raws = stem.get("raw") or {}
-        if not isinstance(raws, dict):
-            raise Rejected(f"{file}: key '{key}.raw' must be a mapping of raw tracks")
-        for raw_id in sorted(raws, key=str):
-            raw_key = f"{key}.raw.{raw_id}"
-            raw = raws[raw_id]
-            if not isinstance(raw, dict):
-                raise Rejected(f"{file}: key '{raw_key}' must be a mapping with filename, instrument")
-            raw_file = _filename(_require(raw, "filename", str, file, raw_key), f"{raw_key}.filename", file)
-            raw_code = f"{stem_code}/{raw_id}"
-            tracks.append(
-                TrackSpec("raw", raw_code, _labels(raw, file, raw_key), _join(name, raw_dir, raw_file))
-            )
-            links.append((stem_code, raw_code))
-    fields = {k: None if meta.get(k) is None else str(meta[k]) for k in COLUMN_FIELDS}
-    extra = _jsonable({k: v for k, v in meta.items() if k not in COLUMN_FIELDS and k != "stems"})
-    return MultitrackSpec(name, str(file), hashlib.sha256(data).hexdigest(), fields, extra, tracks, links)
-
-
-def _jsonable(value: dict) -> dict:
-    """As the store will give it back (YAML dates become strings), so comparisons hold."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _require(mapping: dict, key: str, kind: type, file: Path, parent: str = "") -> Any:
-    full = f"{parent}.{key}" if parent else key
-    if key not in mapping or mapping[key] is None:
-        raise Rejected(f"{file}: missing required key '{full}'")
-    value = mapping[key]
-    if not isinstance(value, kind):
-        expected = {dict: "a mapping", str: "a string", list: "a list"}[kind]
-        raise Rejected(f"{file}: key '{full}' must be {expected}, found {type(value).__name__}")
-    return value
-
-
-def _filename(value: Any, key: str, file: Path) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise Rejected(f"{file}: key '{key}' must be a file name")
-    return value.strip()
-
-
-def _labels(entry: dict, file: Path, key: str) -> list[str]:
-    """Instrument labels: a string, or a list of strings whose first is the primary label."""
-    value = entry.get("instrument")
-    labels = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(v, str) and v.strip() for v in labels)
-    ):
-        raise Rejected(f"{file}: missing required key '{key}.instrument' (a label or a list of labels)")
-    return list(dict.fromkeys(v.strip() for v in labels))
-
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def _join(*parts: str) -> str:
-    """A path relative to the corpus root from metadata parts, refusing anything that is not a
-    plain relative path (absolute, drive letters, '..'). The symlink check is in
-    :class:`_InsideChecker`, which sees the file system. (String tests, not pathlib: this runs
-    for every track of every multitrack.)"""
-    for part in parts:
-        if part.startswith(("/", "\\")) or _DRIVE.match(part):
-            raise Rejected(f"file '{part}' is an absolute path; metadata must name files inside the corpus")
-        if ".." in part.replace("\\", "/").split("/"):
-            raise Rejected(f"file '{part}' goes outside its folder with '..'")
-    return posixpath.normpath("/".join(parts))
-
-
-class _InsideChecker:
-    """Refuses paths that resolve outside the corpus root, e.g. through a symlink. Resolves each
-    directory once; a file is resolved only if it is itself a symlink."""
-
-    def __init__(self, root: Path):
-        self.root = str(root)
-        self.dirs: dict[str, str] = {}
-
-    def _inside(self, real: str) -> bool:
-        return real == self.root or real.startswith(self.root + os.sep)
-
-    def check(self, relpath: str) -> None:
-        directory, _ = posixpath.split(relpath)
-        real_dir = self.dirs.get(directory)
-        if real_dir is None:
-            real_dir = self.dirs[directory] = os.path.realpath(os.path.join(self.root, directory))
-        full = os.path.join(self.root, relpath)
-        real = (
-            os.path.realpath(full)
-            if os.path.islink(full)
-            else os.path.join(real_dir, posixpath.basename(relpath))
-        )
-        if not self._inside(real):
-            raise Rejected(f"file '{relpath}' resolves outside the corpus root (to {real})")
-
-
-# -- session folders -------------------------------------------------------------------------------
-def _audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder``, sorted, hidden ones ignored."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in AUDIO_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        and (p.is_file() or p.is_symlink())
-    )
-
-
-def _folder_sources(root: Path, summary: IngestSummary) -> list[_Source]:
-    sources = []
-    for session in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not ((session / "stems").is_dir() or (session / "raw").is_dir()):
-            continue
-        files = (
-            _audio_files(session / "stems")
-            + _audio_files(session / "raw")
-            + [
-                p
-                for p in sorted(session.iterdir())
-                if p.suffix.lower() in AUDIO_SUFFIXES and p.stem.lower() == "mix"
-            ]
-        )
-        manifest = session / SESSION_MANIFEST
-        digest = hashlib.sha256()
-        try:
-            digest.update(manifest.read_bytes() if manifest.exists() else b"")
-        except OSError as exc:
-            summary.rejected.append((str(manifest), f"cannot read it: {exc.strerror or exc}"))
-            continue
-        for p in files:
-            digest.update(b"\0" + p.relative_to(session).as_posix().encode())
-        sources.append(
-            _Source(
-                session.name,
-                manifest if manifest.exists() else session,
-                digest.hexdigest(),
-                lambda s=session, f=files, h=digest.hexdigest(): parse_session(root, s, f, h),
-            )
-        )
-    return sources
-
-
-def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: str) -> MultitrackSpec:
-    """What a session folder says (see the module docstring)."""
-    name = session.name
-    manifest_path = session / SESSION_MANIFEST
-    manifest: dict = {}
-    if manifest_path.exists():
-        try:
-            manifest = yaml.load(manifest_path.read_text(encoding="utf-8"), Loader=_YamlLoader) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            where = getattr(exc, "problem_mark", None)
-            at = f" at line {where.line + 1}" if where else ""
-            raise Rejected(
-                f"{manifest_path}: malformed YAML{at}: {getattr(exc, 'problem', None) or exc}"
-            ) from exc
-        if not isinstance(manifest, dict):
-            raise Rejected(f"{manifest_path}: expected a mapping of fields")
-
-    stems: dict[str, str] = {}  # path under stems/ -> instrument
-    raws: dict[str, str] = {}  # path under raw/ -> instrument
-    tracks: list[TrackSpec] = []
-    for p in files:
-        rel = p.relative_to(session)
-        if rel.parts[0] in ("stems", "raw"):
-            inner = PurePosixPath(*rel.parts[1:])
-            if len(inner.parts) != 2:
-                raise Rejected(
-                    f"file '{rel.as_posix()}': audio must be in {rel.parts[0]}/<instrument>/<file>"
-                )
-            (stems if rel.parts[0] == "stems" else raws)[inner.as_posix()] = inner.parts[0]
-        else:
-            tracks.append(TrackSpec("mix", MIX_CODE, None, _join(name, rel.as_posix())))
-    if len([t for t in tracks if t.kind == "mix"]) > 1:
-        raise Rejected(f"session {name}: several mix files; keep one")
-
-    mapping = manifest.get("stems") or {}
-    if not isinstance(mapping, dict):
-        raise Rejected(f"{manifest_path}: key 'stems' must map stem files to lists of raw files")
-    raw_to_stems: dict[str, list[str]] = {}
-    for stem_file, raw_files in mapping.items():
-        if stem_file not in stems:
-            raise Rejected(f"{manifest_path}: key 'stems.{stem_file}': no such file under stems/")
-        raw_files = [raw_files] if isinstance(raw_files, str) else raw_files
-        if not isinstance(raw_files, list):
-            raise Rejected(f"{manifest_path}: key 'stems.{stem_file}' must be a list of raw files")
-        for raw_file in raw_files:
-            if raw_file not in raws:
-                raise Rejected(
-                    f"{manifest_path}: key 'stems.{stem_file}': no raw file '{raw_file}' under raw/"
-                )
-            raw_to_stems.setdefault(raw_file, []).append(stem_file)
-
-    stems_of: dict[str, list[str]] = {}
-    for stem_file, instrument in stems.items():
-        stems_of.setdefault(instrument, []).append(stem_file)
-        tracks.append(TrackSpec("stem", f"stems/{stem_file}", [instrument], _join(name, "stems", stem_file)))
-    links = []
-    for raw_file, instrument in raws.items():
-        tracks.append(TrackSpec("raw", f"raw/{raw_file}", [instrument], _join(name, "raw", raw_file)))
-        owners = raw_to_stems.get(raw_file)
-        if owners is None:
-            candidates = stems_of.get(instrument, [])
-            if len(candidates) > 1:
-                raise Rejected(
-                    f"raw file 'raw/{raw_file}' could belong to {len(candidates)} stems of "
-                    f"'{instrument}': say which in {SESSION_MANIFEST} (stems: <stem>: [<raws>])"
-                )
-            owners = candidates
-        links.extend((f"stems/{stem}", f"raw/{raw_file}") for stem in owners)
-
-    fields = {k: None if manifest.get(k) is None else str(manifest[k]) for k in COLUMN_FIELDS}
-    fields["title"] = fields["title"] or name
-    extra = _jsonable({k: v for k, v in manifest.items() if k not in COLUMN_FIELDS and k != "stems"})
-    return MultitrackSpec(
-        name,
-        str(manifest_path if manifest_path.exists() else session),
-        metadata_hash,
-        fields,
-        extra,
-        tracks,
-        links,
-    )
-
-
-# -- audio files ------------------------------------------------------------------------------------------
-@dataclass
-class AudioFacts:
-    """What the file system and the audio library say about one file."""
-
-    status: str  # present | missing | unreadable
-    reason: str | None = None
-    content_hash: str | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    duration: float | None = None
-    stamp: tuple[int, int] | None = None  # (size, mtime_ns) when hashed
-
-
-def _stat_stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _inspect_files(
-    root: Path, tracks: list[TrackSpec], stored: dict[tuple[str, str], dict]
-) -> dict[str, AudioFacts]:
-    """Facts of each track's file, by path. Files whose size and mtime match what was stored
-    are not read again. Reading is done in threads: hashing and decoding release the GIL."""
-    todo: list[TrackSpec] = []
-    facts: dict[str, AudioFacts] = {}
-    for track in tracks:
-        previous = stored.get((track.kind, track.code))
-        stamp = _stat_stamp(root / track.path)
-        if (
-            previous is not None
-            and stamp is not None
-            and previous["stamp"] == stamp
-            and previous["path"] == track.path
-            and previous["audio_status"] in ("present", "unreadable")
-        ):
-            facts[track.path] = AudioFacts(
-                previous["audio_status"],
-                previous["status_reason"],
-                previous["content_hash"],
-                previous["sample_rate"],
-                previous["channels"],
-                previous["duration"],
-                stamp,
-            )
-        else:
-            todo.append(track)
-    if todo:
-        with ThreadPoolExecutor(max_workers=min(4, len(todo), os.cpu_count() or 1)) as pool:
-            for track, fact in zip(todo, pool.map(lambda t: inspect_audio(root / t.path), todo)):
-                facts[track.path] = fact
-    return facts
-
-
-def inspect_audio(path: Path) -> AudioFacts:
-    """Hash a file (sha256, streamed) and read its audio facts; never raises for bad files."""
-    try:
-        before = path.stat()
-    except FileNotFoundError:
-        return AudioFacts("missing", "file not found")
-    except OSError as exc:
-        return AudioFacts("unreadable", f"cannot stat: {exc.strerror or exc}")
-    if not path.is_file():
-        return AudioFacts("unreadable", "not a regular file")
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        return AudioFacts("unreadable", f"cannot read: {exc.strerror or exc}")
-    stamp = (before.st_size, before.st_mtime_ns)
-    facts = AudioFacts("present", None, digest.hexdigest(), stamp=stamp)
-    problem = _wav_truncation(path, before.st_size) if path.suffix.lower() == ".wav" else None
-    try:
-        with sf.SoundFile(str(path)) as audio:
-            facts.sample_rate, facts.channels = audio.samplerate, audio.channels
-            facts.duration = audio.frames / audio.samplerate if audio.samplerate else None
-            if audio.frames <= 0:
-                problem = problem or "no audio samples"
-            elif problem is None:
-                # decode the last block: corrupt compressed files fail here, not at open
-                audio.seek(max(0, audio.frames - 1024))
-                audio.read(1024, dtype="float32")
-    except Exception as exc:  # libsndfile's errors, and anything a broken header provokes
-        problem = problem or _first_line(exc)
-    if problem:
-        facts.status, facts.reason = "unreadable", problem
-    return facts
-
-
-def _wav_truncation(path: Path, size: int) -> str | None:
-    """Why a RIFF/WAVE file is truncated, or None. libsndfile opens a WAV whose data chunk is
-    cut short and quietly reports fewer frames; the chunk sizes in the header tell."""
-    try:
-        with open(path, "rb") as f:
-            header = f.read(12)
-            if len(header) < 12 or header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
-                return None  # not RIFF/WAVE: leave the verdict to libsndfile
-            if header[:4] == b"RF64":
-                return None  # 64-bit sizes live in the ds64 chunk; libsndfile checks those
-            offset = 12
-            while offset + 8 <= size:
-                f.seek(offset)
-                chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-                if chunk_id == b"data":
-                    if offset + 8 + chunk_size > size:
-                        return (
-                            f"truncated: the data chunk declares {chunk_size} bytes, the file "
-                            f"holds {size - offset - 8}"
-                        )
-                    return None
-                offset += 8 + chunk_size + (chunk_size & 1)
-            return "no data chunk"
-    except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- the store ------------------------------------------------------------------------------------------

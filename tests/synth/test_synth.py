@@ -1,4 +1,4 @@
-"""The synthetic MedleyDB-layout corpus (stemstore.synth.corpus): layout, determinism, known mixing."""
+"""The synthetic MedleyDB-layout corpus (stemstore.synth): layout, determinism, known mixing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ import pytest
 import soundfile as sf
 import yaml
 
-from stemstore.synth import corpus as synth
+from stemstore.synth.chains import chain_from_spec, mix_stem, render_stem
+from stemstore.synth.corpus import ORIGIN, SynthSummary, synthesize_corpus
+from stemstore.synth.microphones import MICS_FOR, draw_mic, record, room_sound
+from stemstore.synth.song import part_notes, plan_song
+from stemstore.synth.structures import (
+    DEFAULT_GROUPS,
+    INSTRUMENT_GROUP,
+    derive_structures,
+    load_structures,
+    raw_instruments,
+)
+from stemstore.synth.voices import render_part
 
 from tests.support import MEDLEYDB_METADATA, require_shared
 
@@ -22,10 +33,10 @@ SECONDS = 4.0
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> synth.SynthSummary:
+def corpus(tmp_path_factory) -> SynthSummary:
     root = tmp_path_factory.mktemp("synth")
     calls = []
-    summary = synth.synthesize_corpus(
+    summary = synthesize_corpus(
         root,
         n_multitracks=N_MULTITRACKS,
         seconds=SECONDS,
@@ -36,7 +47,7 @@ def corpus(tmp_path_factory) -> synth.SynthSummary:
     return summary
 
 
-def _multitracks(summary: synth.SynthSummary):
+def _multitracks(summary: SynthSummary):
     """(folder, METADATA dict, MIXING dict) of each multitrack."""
     for name in summary.multitracks:
         folder = summary.root / name
@@ -66,21 +77,21 @@ def test_layout_follows_medleydb(corpus):
     for folder, metadata, _ in _multitracks(corpus):
         name = folder.name
         assert metadata["artist"] + "_" + metadata["title"] == name
-        assert metadata["origin"] == synth.ORIGIN
+        assert metadata["origin"] == ORIGIN
         assert metadata["genre"]
         assert metadata["stem_dir"] == f"{name}_STEMS" and metadata["raw_dir"] == f"{name}_RAW"
         files = [folder / metadata["mix_filename"]]
         for s, (stem_id, stem) in enumerate(sorted(metadata["stems"].items()), start=1):
             assert stem_id == f"S{s:02d}"
             assert stem["filename"] == f"{name}_STEM_{s:02d}.wav"
-            assert stem["instrument"] in synth.INSTRUMENT_GROUP
+            assert stem["instrument"] in INSTRUMENT_GROUP
             assert "component" in stem
             files.append(folder / metadata["stem_dir"] / stem["filename"])
             n_stems += 1
             for r, (raw_id, raw) in enumerate(sorted(stem["raw"].items()), start=1):
                 assert raw_id == f"R{r:02d}"
                 assert raw["filename"] == f"{name}_RAW_{s:02d}_{r:02d}.wav"
-                assert raw["instrument"] in synth.INSTRUMENT_GROUP
+                assert raw["instrument"] in INSTRUMENT_GROUP
                 files.append(folder / metadata["raw_dir"] / raw["filename"])
                 n_raws += 1
         for path in files:
@@ -89,8 +100,8 @@ def test_layout_follows_medleydb(corpus):
             assert info.subtype == "PCM_24"
             assert info.frames == int(SECONDS * 44100)
     assert (n_stems, n_raws) == (corpus.n_stems, corpus.n_raws)
-    groups = {synth.INSTRUMENT_GROUP[i] for i in corpus.stems_per_instrument}
-    assert groups == set(synth.DEFAULT_GROUPS)
+    groups = {INSTRUMENT_GROUP[i] for i in corpus.stems_per_instrument}
+    assert groups == set(DEFAULT_GROUPS)
 
 
 def test_audio_is_sane(corpus):
@@ -106,7 +117,7 @@ def test_audio_is_sane(corpus):
 
 def test_same_seed_same_bytes_and_other_seed_differs(corpus, tmp_path):
     # One process here, two in the fixture: the files must not depend on it either.
-    again = synth.synthesize_corpus(
+    again = synthesize_corpus(
         tmp_path / "again", n_multitracks=N_MULTITRACKS, seconds=SECONDS, seed=SEED, workers=1
     )
     first_files = sorted(p.relative_to(corpus.root) for p in corpus.root.rglob("*") if p.is_file())
@@ -115,9 +126,7 @@ def test_same_seed_same_bytes_and_other_seed_differs(corpus, tmp_path):
     for relative in first_files:
         assert (corpus.root / relative).read_bytes() == (again.root / relative).read_bytes(), relative
 
-    other = synth.synthesize_corpus(
-        tmp_path / "other", n_multitracks=1, seconds=SECONDS, seed=SEED + 1, workers=1
-    )
+    other = synthesize_corpus(tmp_path / "other", n_multitracks=1, seconds=SECONDS, seed=SEED + 1, workers=1)
     other_stem = next((other.root / other.multitracks[0]).rglob("*_STEM_01.wav")).read_bytes()
     first_stem = next((corpus.root / corpus.multitracks[0]).rglob("*_STEM_01.wav")).read_bytes()
     assert other_stem != first_stem
@@ -139,7 +148,7 @@ def test_chain_json_reproduces_every_stem(corpus):
                 for raw in mixing_stem["raw"].values()
             ]
             gains = [raw["gain_db"] for raw in mixing_stem["raw"].values()]
-            rendered = synth.render_stem(raws, gains, chain, mixing["sample_rate"])
+            rendered = render_stem(raws, gains, chain, mixing["sample_rate"])
             stem = sf.read(folder / metadata["stem_dir"] / mixing_stem["filename"])[0]
             # Equal up to 24-bit quantisation of the stem file.
             np.testing.assert_allclose(rendered, stem, atol=2**-23)
@@ -186,7 +195,7 @@ def test_distorted_guitar_gains_harmonics_and_loses_crest(corpus):
 def _thd(chain: list[dict], sr: int = 44100) -> float:
     """Total harmonic distortion of a chain on a 220 Hz sine (steady state)."""
     t = np.arange(sr) / sr
-    y = synth.chain_from_spec(chain)((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+    y = chain_from_spec(chain)((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
     y = y[sr // 2 :] * np.hanning(sr - sr // 2)
     power = np.abs(np.fft.rfft(y)) ** 2
     freqs = np.fft.rfftfreq(len(y), 1 / sr)
@@ -199,44 +208,44 @@ def test_mixing_json_records_the_ground_truth(corpus):
         assert mixing["sample_rate"] == 44100 and mixing["subtype"] == "PCM_24"
         assert {"tempo_bpm", "key", "room_size"} <= set(mixing["song"])
         for mixing_stem in mixing["stems"].values():
-            assert mixing_stem["group"] == synth.INSTRUMENT_GROUP[mixing_stem["instrument"]]
+            assert mixing_stem["group"] == INSTRUMENT_GROUP[mixing_stem["instrument"]]
             for raw in mixing_stem["raw"].values():
                 assert raw["mic"]["kind"] in {"di", "close", "amp", "room"}
 
 
-@pytest.mark.parametrize("instrument", sorted(synth.INSTRUMENT_GROUP))
+@pytest.mark.parametrize("instrument", sorted(INSTRUMENT_GROUP))
 def test_every_instrument_plays_and_is_mixed(instrument):
     """Structures rarely draw a banjo or a rapper: render each instrument directly."""
     rng = np.random.default_rng(0)
-    song = synth._plan_song(rng, 3.0, 44100)
-    notes = synth._part_notes(instrument, song, rng)
+    song = plan_song(rng, 3.0, 44100)
+    notes = part_notes(instrument, song, rng)
     assert notes
-    performance = synth._render_part(instrument, notes, song, rng)
+    performance = render_part(instrument, notes, song, rng)
     assert performance.shape == (song.n_samples,) and np.isfinite(performance).all()
     assert np.max(np.abs(performance)) > 0
-    raw = synth._record(
+    raw = record(
         performance,
-        synth._room_sound(performance, 0.5, 44100),
-        synth._draw_mic(synth._MICS_FOR[instrument][-1], rng),
+        room_sound(performance, 0.5, 44100),
+        draw_mic(MICS_FOR[instrument][-1], rng),
         44100,
         rng,
     )
-    stem, gains, chain = synth._mix_stem([raw], instrument, 44100, rng)
+    stem, gains, chain = mix_stem([raw], instrument, 44100, rng)
     assert np.isfinite(stem).all() and 0 < np.max(np.abs(stem)) < 1
 
 
 def test_shipped_structures_match_medleydb_metadata():
     metadata_dir = require_shared(MEDLEYDB_METADATA)
-    assert synth.load_structures() == synth.derive_structures(metadata_dir)
+    assert load_structures() == derive_structures(metadata_dir)
 
 
 def test_structures_only_hold_group_instruments():
-    structures = synth.load_structures()
+    structures = load_structures()
     assert len(structures) > 200
     for structure in structures:
         assert structure["stems"] and structure["genre"]
         for stem in structure["stems"]:
-            assert stem["instrument"] in synth.INSTRUMENT_GROUP
-            labels = synth.raw_instruments(stem)
+            assert stem["instrument"] in INSTRUMENT_GROUP
+            labels = raw_instruments(stem)
             assert len(labels) == stem["n_raw"] >= 1
-            assert all(label in synth.INSTRUMENT_GROUP for label in labels)
+            assert all(label in INSTRUMENT_GROUP for label in labels)
