@@ -2,14 +2,9 @@
 -- their descriptor and pooling statistic (and band/coefficient index where there is one).
 -- title: Table 5: f_pred features, descriptor and pooling statistic
 -- report order: group_name, run_id, position
-WITH selection_runs AS (
-    SELECT id, group_name, MAX(id) OVER (PARTITION BY group_name) AS latest_id
-    FROM runs
-    WHERE kind = 'selection' AND status = 'done'
-)
 SELECT r.group_name,
        r.id AS run_id,
-       r.id = r.latest_id AS is_latest,
+       r.id = l.latest_run_id AS is_latest,
        sf.pred_order AS position,
        f.name AS feature,
        f.descriptor,
@@ -17,6 +12,8 @@ SELECT r.group_name,
        f.feature_index,
        sf.importance_mean,
        sf.rank AS importance_rank
-FROM selection_runs r
+FROM runs r
+JOIN latest_runs l ON l.kind = r.kind AND l.group_name = r.group_name
 JOIN selection_features sf ON sf.run_id = r.id AND sf.in_fpred
 JOIN features f ON f.id = sf.feature_id
+WHERE r.kind = 'selection' AND r.status = 'done'

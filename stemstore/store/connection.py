@@ -406,18 +406,18 @@ class Store:
     def latest_run(self, kind: str, group: str, *, current_only: bool = True) -> int | None:
         """The id of the latest run of ``kind`` for ``group``, or None when there is none.
 
-        The rule: a run counts when it finished ``done`` (running and failed runs never count)
-        for exactly this group; with ``current_only`` a stale run (one whose segments or values
-        changed after it ran) does not count either; of those, the latest is the one with the
-        highest id (ids grow in the order runs start).
+        The rule is the ``latest_runs`` view's (queries/latest_runs.sql), which the reports use
+        too: a run counts when it finished ``done`` for exactly this group, and the latest is the
+        one with the highest id. With ``current_only`` a stale run (one whose segments or values
+        changed after it ran) does not count (the view's ``current_run_id``); without it, it
+        does (``latest_run_id``, what the tables' ``is_latest`` marks).
         """
-        query = sa.select(sa.func.max(Run.id)).where(
-            Run.kind == kind, Run.status == "done", Run.group_name == group
-        )
-        if current_only:
-            query = query.where(sa.not_(Run.stale))
+        column = "current_run_id" if current_only else "latest_run_id"
         with self.engine.connect() as conn:
-            found = conn.execute(query).scalar()
+            found = conn.execute(
+                sa.text(f"SELECT {column} FROM latest_runs WHERE kind = :kind AND group_name = :group"),
+                {"kind": kind, "group": group},
+            ).scalar()
         return None if found is None else int(found)
 
     # -- bulk paths ------------------------------------------------------------------------

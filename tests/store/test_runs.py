@@ -118,6 +118,9 @@ def test_latest_run(store):
     assert store.latest_run("selection", "keys") == ids["other_group"]
     assert store.latest_run("regression", "bass") == ids["regression"]
     assert store.latest_run("selection", "vocal") is None
+    # the rule is the latest_runs view's, which the reports' is_latest flags read too
+    view = store.read_sql("SELECT * FROM latest_runs WHERE kind = 'selection' AND group_name = 'bass'")
+    assert (int(view["latest_run_id"][0]), int(view["current_run_id"][0])) == (ids["stale"], ids["old"])
 
 
 def test_latest_run_callers_keep_their_stale_rule(store):
