@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +38,103 @@ class JSONText(TypeDecorator):
         return None if value is None else json.loads(value)
 
 
+# -- the values of status, role and kind columns ------------------------------------------------
+class TextEnum(str, Enum):
+    """A column's allowed values; members are plain strings (``TrackKind.STEM == "stem"``)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [member.value for member in cls]
+
+
+class CorpusFormat(TextEnum):
+    MEDLEYDB = "medleydb"
+    FOLDER = "folder"
+    IMPORT = "import"  # feature values imported from a file, without audio
+
+
+class TrackKind(TextEnum):
+    MIX = "mix"
+    STEM = "stem"
+    RAW = "raw"
+
+
+class AudioStatus(TextEnum):
+    PRESENT = "present"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+
+
+class Role(TextEnum):
+    """A segment's side of a raw/stem pair."""
+
+    RAW = "raw"
+    STEM = "stem"
+
+
+class Split(TextEnum):
+    TRAIN = "train"
+    TEST = "test"
+
+
+class SegmentSource(TextEnum):
+    AUDIO = "audio"
+    IMPORT = "import"
+
+
+class SegmentStatus(TextEnum):
+    """pending -> extracted | failed; skipped: no segment could be made (the reason says why)."""
+
+    PENDING = "pending"
+    EXTRACTED = "extracted"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RunKind(TextEnum):
+    IMPORT = "import"
+    INGEST = "ingest"
+    SEGMENT = "segment"
+    EXTRACTION = "extraction"
+    SELECTION = "selection"
+    REGRESSION = "regression"
+
+
+class RunStatus(TextEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: The CHECK constraints that hold a table's columns to their enums: table -> {constraint: (column, enum)}.
+ENUM_COLUMNS: dict[str, dict[str, tuple[str, type[TextEnum]]]] = {
+    "corpora": {"ck_corpora_format": ("format", CorpusFormat)},
+    "tracks": {
+        "ck_tracks_kind": ("kind", TrackKind),
+        "ck_tracks_audio_status": ("audio_status", AudioStatus),
+    },
+    "segments": {
+        "ck_segments_role": ("role", Role),
+        "ck_segments_split": ("split", Split),
+        "ck_segments_source": ("source", SegmentSource),
+        "ck_segments_status": ("status", SegmentStatus),
+    },
+    "runs": {"ck_runs_kind": ("kind", RunKind), "ck_runs_status": ("status", RunStatus)},
+    "run_segments": {"ck_run_segments_split": ("split", Split)},
+}
+
+
+def _checks(table: str) -> tuple[sa.CheckConstraint, ...]:
+    """The table's enum CHECK constraints (NULL passes a CHECK, so nullable columns stay so)."""
+    return tuple(
+        sa.CheckConstraint(f"{column} IN ({', '.join(repr(v) for v in enum.values())})", name=name)
+        for name, (column, enum) in ENUM_COLUMNS.get(table, {}).items()
+    )
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -50,6 +148,7 @@ class Corpus(Base):
     """Where multitracks came from: a MedleyDB copy, a folder of sessions, an imported file."""
 
     __tablename__ = "corpora"
+    __table_args__ = _checks("corpora")
     id: Mapped[int] = _id("corpora_id_seq")
     name: Mapped[str] = mapped_column(sa.Text, unique=True)
     root: Mapped[str | None] = mapped_column(sa.Text)
@@ -83,7 +182,7 @@ class Track(Base):
     """An audio file of a multitrack: its mix, a stem or a raw recording."""
 
     __tablename__ = "tracks"
-    __table_args__ = (sa.UniqueConstraint("multitrack_id", "kind", "code"),)
+    __table_args__ = (sa.UniqueConstraint("multitrack_id", "kind", "code"), *_checks("tracks"))
     id: Mapped[int] = _id("tracks_id_seq")
     multitrack_id: Mapped[int] = mapped_column(sa.ForeignKey("multitracks.id"))
     kind: Mapped[str] = mapped_column(sa.Text)  # mix | stem | raw
@@ -157,6 +256,7 @@ class Segment(Base):
     """
 
     __tablename__ = "segments"
+    __table_args__ = _checks("segments")
     id: Mapped[int] = _id("segments_id_seq")
     track_id: Mapped[int] = mapped_column(sa.ForeignKey("tracks.id"))
     instrument_id: Mapped[int] = mapped_column(sa.ForeignKey("instruments.id"))
@@ -231,6 +331,7 @@ class Run(Base):
     """One execution of a pipeline stage, with everything needed to say what it meant."""
 
     __tablename__ = "runs"
+    __table_args__ = _checks("runs")
     id: Mapped[int] = _id("runs_id_seq")
     kind: Mapped[str] = mapped_column(
         sa.Text
@@ -252,6 +353,7 @@ class RunSegment(Base):
     """The snapshot of segments a run used, so later ingests do not change what it meant."""
 
     __tablename__ = "run_segments"
+    __table_args__ = _checks("run_segments")
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id"), primary_key=True)
     segment_id: Mapped[int] = mapped_column(sa.ForeignKey("segments.id"), primary_key=True)
     split: Mapped[str | None] = mapped_column(sa.Text)

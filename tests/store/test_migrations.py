@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import stemstore.store.connection  # noqa: F401  (registers DuckDB for Alembic)
-from stemstore.store.schema import Base
+from stemstore.store.schema import (
+    AudioStatus,
+    Base,
+    Corpus,
+    CorpusFormat,
+    Multitrack,
+    Role,
+    Run,
+    RunKind,
+    RunSegment,
+    RunStatus,
+    Segment,
+    SegmentStatus,
+    Split,
+    Track,
+    TrackKind,
+    TrackLink,
+)
 from stemstore.store.connection import Store, head_revisions
 from stemstore.store.views import view_names
 
@@ -48,3 +68,91 @@ def test_head_migration_matches_models(pg_cluster):
     # JSON-as-text columns compare as TEXT vs JSONText: the same type in the database
     real = [d for d in diff if not (d[0] == "modify_type")]
     assert real == []
+
+
+def _row_counts(store: Store) -> dict[str, int]:
+    return {
+        table: int(store.read_sql(f"SELECT COUNT(*) AS n FROM {table}")["n"][0])
+        for table in sorted(Base.metadata.tables)
+    }
+
+
+def _add_rows(store: Store) -> None:
+    """A corpus with one multitrack, a stem and a raw, a segment and a run: rows in the tables
+    the enum checks constrain and in tables that reference them."""
+    with store.session() as s:
+        corpus = Corpus(name="c", root="/c", format=CorpusFormat.FOLDER)
+        s.add(corpus)
+        s.flush()
+        multitrack = Multitrack(corpus_id=corpus.id, name="m")
+        s.add(multitrack)
+        s.flush()
+        tracks = [
+            Track(multitrack_id=multitrack.id, kind=kind, code=kind, audio_status=AudioStatus.PRESENT)
+            for kind in (TrackKind.STEM, TrackKind.RAW)
+        ]
+        s.add_all(tracks)
+        s.flush()
+        s.add(TrackLink(stem_track_id=tracks[0].id, raw_track_id=tracks[1].id))
+        segment = Segment(
+            track_id=tracks[0].id, instrument_id=1, role=Role.STEM, status=SegmentStatus.PENDING
+        )
+        s.add(segment)
+        s.flush()
+        run = Run(kind=RunKind.SELECTION, status=RunStatus.DONE, group_name="bass")
+        s.add(run)
+        s.flush()
+        s.add(RunSegment(run_id=run.id, segment_id=segment.id, split=Split.TRAIN))
+
+
+def _add_corpus(store: Store, name: str, format: str) -> None:
+    # an insert: DuckDB cannot update a row that another table references
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO corpora (name, format, created_at) VALUES (:name, :format, CURRENT_TIMESTAMP)"
+            ),
+            {"name": name, "format": format},
+        )
+
+
+def test_enum_checks_keep_rows_and_refuse_other_values(db_url):
+    """Migration 0008 adds the enum CHECK constraints (on DuckDB by rebuilding every table) and
+    its downgrade drops them; no row is lost either way."""
+    store = Store.open(db_url, create=True, check_schema=False)
+    store.init()
+    _add_rows(store)
+    before = _row_counts(store)
+    with pytest.raises(sa.exc.DBAPIError, match="(?i)check"):
+        _add_corpus(store, "bad", "bogus")
+
+    store.downgrade("0007")
+    assert _row_counts(store) == before
+    for view in view_names():
+        store.read_sql(f"SELECT * FROM {view} WHERE 1 = 0")  # views survive the rebuild
+    _add_corpus(store, "bad", "bogus")  # no check before 0008
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM corpora WHERE name = 'bad'"))
+
+    store.upgrade()
+    assert _row_counts(store) == before
+    with pytest.raises(sa.exc.DBAPIError, match="(?i)check"):
+        _add_corpus(store, "bad", "bogus")
+    _add_corpus(store, "good", CorpusFormat.MEDLEYDB)
+    store.close()
+
+
+def test_migration_checks_match_the_schema_enums():
+    """The values migration 0008 froze are the enums' values today (a new value needs a migration)."""
+    from stemstore.store.schema import ENUM_COLUMNS
+
+    module = importlib.import_module("stemstore.migrations.versions.0008_enum_checks")
+    frozen = {
+        table: {name: (col, list(values)) for name, (col, values) in checks.items()}
+        for table, checks in module.CHECKS.items()
+    }
+    current = {
+        table: {name: (col, enum.values()) for name, (col, enum) in checks.items()}
+        for table, checks in ENUM_COLUMNS.items()
+    }
+    assert frozen == current
