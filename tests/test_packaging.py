@@ -4,6 +4,7 @@ travel inside the package."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_installed_package_works_outside_the_repo(tmp_path):
+    # built from a copy, so that a stale build/ folder of an earlier layout cannot leak in
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "build", "*.egg-info", "__pycache__", "*.duckdb*", "demo-output"
+        ),
+    )
     target = tmp_path / "site"
     subprocess.run(
         [
@@ -24,7 +34,7 @@ def test_installed_package_works_outside_the_repo(tmp_path):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -55,11 +65,21 @@ def test_installed_package_works_outside_the_repo(tmp_path):
     assert (work / "stemstore.duckdb").is_file()
     result = run("report", "table2", "--format", "csv")
     assert result.returncode == 0, result.stderr
+    # only stemstore* packages land in site-packages: the cli/ folder is installed as stemstore.cli
+    assert {p.name.split("-")[0] for p in target.iterdir()} - {"bin"} == {"stemstore"}
+    assert (target / "stemstore" / "cli" / "app.py").is_file()
     probe = subprocess.run(
-        [sys.executable, "-c", "import stemstore, cli; print(stemstore.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util, stemstore; stemstore.Store; stemstore.RandomForestSelector; "
+            "print(stemstore.__file__, importlib.util.find_spec('cli'))",
+        ],
         cwd=work,
         env=env,
         capture_output=True,
         text=True,
     )
+    assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith(str(target))
+    assert probe.stdout.split()[-1] == "None"  # no top-level package named cli
