@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from stemstore.enums import IngestFormat
 
 from .common import DbOption, app, open_store, user_errors
 from .progress import progress_reporter
 from .render import Format, render
 
 
-class CorpusFormat(str, Enum):
-    medleydb = "medleydb"
-    folder = "folder"
-
-
 @app.command()
 @user_errors
 def ingest(
     path: Annotated[Path, typer.Argument(help="Corpus directory (MedleyDB layout or session folders).")],
-    format: Annotated[CorpusFormat, typer.Option("--format", help="Corpus layout.")] = CorpusFormat.medleydb,
+    format: Annotated[IngestFormat, typer.Option("--format", help="Corpus layout.")] = IngestFormat.MEDLEYDB,
     metadata: Annotated[
         Path | None,
         typer.Option(

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from stemstore.enums import OutlierRule, RegressionPreset
 from stemstore.errors import StemstoreError
 
 from .common import DbOption, FormatOption, GroupName, app, open_store, plot_app, user_errors
@@ -39,15 +40,16 @@ def regress(
         int | None, typer.Option(help="Take f_pred from this selection run instead of the latest.")
     ] = None,
     preset: Annotated[
-        str,
+        RegressionPreset,
         typer.Option(
             help="'tuned': grid search with 5-fold CV, scaled inputs and targets. 'paper': the "
             "study's hyperparameters (bass, guitar, vocal, keys), unscaled."
         ),
-    ] = "tuned",
+    ] = RegressionPreset.TUNED,
     outliers: Annotated[
-        str, typer.Option(help="'3sigma' drops training pairs with a value over 3 sd from the mean; 'none'.")
-    ] = "3sigma",
+        OutlierRule,
+        typer.Option(help="'3sigma' drops training pairs with a value over 3 sd from the mean; 'none'."),
+    ] = OutlierRule.THREE_SIGMA,
     test_fraction: Annotated[
         float, typer.Option(help="Share of multitracks held out when the pairs carry no stored split.")
     ] = 0.1,
@@ -75,8 +77,8 @@ def regress(
             group,
             features=_names(features),
             selection_run=selection,
-            preset=preset,
-            outliers=outliers,
+            preset=preset.value,
+            outliers=outliers.value,
             test_fraction=test_fraction,
             seed=seed,
             n_jobs=jobs,

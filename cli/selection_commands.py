@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from stemstore.enums import SelectionPreset
+
 from .common import DbOption, GroupName, app, open_store, plot_app, user_errors
 
 RunOption = Annotated[
@@ -19,7 +21,9 @@ OutputOption = Annotated[Path, typer.Option("--output", "-o", help="PNG file to 
 @user_errors
 def select(
     group: GroupName,
-    preset: Annotated[str, typer.Option(help="paper (50 forests × 2000 trees) or fast.")] = "fast",
+    preset: Annotated[
+        SelectionPreset, typer.Option(help="paper (50 forests × 2000 trees) or fast.")
+    ] = SelectionPreset.FAST,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same result.")] = 0,
     trees: Annotated[
         int | None, typer.Option(help="Trees per thresholding forest (overrides the preset).")
@@ -41,7 +45,7 @@ def select(
         run_id = run_select(
             store,
             group,
-            preset=preset,
+            preset=preset.value,
             seed=seed,
             n_jobs=jobs,
             progress=lambda msg: typer.echo(msg, err=True),

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from stemstore.enums import RegressionPreset, SelectionPreset
 from stemstore.errors import StemstoreError
 from stemstore.store.views import report_title
 
@@ -24,9 +25,11 @@ def _say(message: str) -> None:
 def study(
     group: GroupName,
     select_preset: Annotated[
-        str, typer.Option("--select-preset", help="Selection preset: fast or paper.")
-    ] = "fast",
-    preset: Annotated[str, typer.Option("--preset", help="Regression preset: tuned or paper.")] = "tuned",
+        SelectionPreset, typer.Option("--select-preset", help="Selection preset: fast or paper.")
+    ] = SelectionPreset.FAST,
+    preset: Annotated[
+        RegressionPreset, typer.Option("--preset", help="Regression preset: tuned or paper.")
+    ] = RegressionPreset.TUNED,
     seed: Annotated[int, typer.Option(help="Random seed of selection and regression.")] = 0,
     workers: Annotated[int, typer.Option(help="Local processes for feature extraction.")] = 1,
     window: Annotated[float, typer.Option(help="Segment length in seconds.")] = 10.0,
@@ -44,8 +47,8 @@ def study(
         result = run_study(
             store,
             group,
-            select_preset=select_preset,
-            regress_preset=preset,
+            select_preset=select_preset.value,
+            regress_preset=preset.value,
             seed=seed,
             workers=workers,
             window=window,
@@ -71,7 +74,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the corpus and of the analyses.")] = 1,
     workers: Annotated[int, typer.Option(help="Local processes for feature extraction.")] = 2,
     window: Annotated[float, typer.Option(help="Segment length in seconds.")] = 10.0,
-    preset: Annotated[str, typer.Option("--preset", help="Regression preset: paper or tuned.")] = "paper",
+    preset: Annotated[
+        RegressionPreset, typer.Option("--preset", help="Regression preset: paper or tuned.")
+    ] = RegressionPreset.PAPER,
     group: Annotated[
         list[str] | None,
         typer.Option(

@@ -15,6 +15,7 @@ from sqlglot import exp
 from stemstore.errors import StemstoreError
 from stemstore.store.connection import Store
 from stemstore.store.views import report_order, view_names
+from stemstore.enums import TrackKind
 
 #: Statement types that only read. Anything else, anywhere in the tree, is refused.
 _WRITES = (
@@ -173,14 +174,14 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
            JOIN group_labels g ON g.instrument_id = t.instrument_id
            WHERE c.format <> 'import' AND t.code NOT LIKE 'import/%' AND t.kind IN ('stem', 'raw')"""
     )
-    stems = members[members["kind"] == "stem"].drop_duplicates(
+    stems = members[members["kind"] == TrackKind.STEM].drop_duplicates(
         ["group_name", "multitrack_id", "instrument_id"]
     )
     groups = pd.DataFrame(
         {
             "multitracks": members.groupby("group_name")["multitrack_id"].nunique(),
             "stems": stems.groupby("group_name").size(),
-            "raw_tracks": members[members["kind"] == "raw"].groupby("group_name").size(),
+            "raw_tracks": members[members["kind"] == TrackKind.RAW].groupby("group_name").size(),
             "to_segment": out["instruments"].groupby("group_name")["to_segment"].sum(),
         }
     )

@@ -57,6 +57,7 @@ from stemstore.audio import (
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import utcnow
 from stemstore.store.connection import Store, describe_error
+from stemstore.enums import Role, RunKind, SegmentSource, SegmentStatus, TrackKind
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -141,7 +142,7 @@ class _Unit:
 def _units(store: Store, labels: set[str] | None) -> tuple[list[_Unit], pd.DataFrame, dict[int, list[int]]]:
     tracks = store.read_sql(_TRACKS_SQL)
     tracks["abs_path"] = [_absolute_path(r, p) for r, p in zip(tracks["root"], tracks["path"])]
-    stems = tracks[(tracks["kind"] == "stem") & tracks["instrument_id"].notna()]
+    stems = tracks[(tracks["kind"] == TrackKind.STEM) & tracks["instrument_id"].notna()]
     if labels is not None:
         stems = stems[stems["instrument"].isin(labels)]
     links = store.read_sql("SELECT stem_track_id, raw_track_id FROM track_links ORDER BY raw_track_id")
@@ -176,11 +177,11 @@ def _is_current(unit: _Unit, raws_of: dict[int, list[int]]) -> bool:
     fresh = unit.fresh
     if fresh.empty:
         return False
-    stem_rows = fresh[fresh["role"] == "stem"]
+    stem_rows = fresh[fresh["role"] == Role.STEM]
     if set(stem_rows["track_id"]) != set(unit.stems["track_id"]):
         return False  # a stem appeared, disappeared or lost its row
     paired = fresh[fresh["pair"].notna()]
-    if len(paired) and sorted(paired["role"]) != ["raw", "stem"]:
+    if len(paired) and sorted(paired["role"]) != [Role.RAW, Role.STEM]:
         return False  # half a pair: the other half went stale
     for stem_id, params in zip(stem_rows["track_id"], stem_rows["params"]):
         if "raws" in params and sorted(params["raws"]) != sorted(raws_of.get(int(stem_id), [])):
@@ -240,7 +241,7 @@ def _plan_unit(
     def stem_row(stem: pd.Series, status: str, reason: str | None, start: int | None, extra: dict) -> dict:
         return {
             "track_id": int(stem["track_id"]),
-            "role": "stem",
+            "role": Role.STEM,
             "status": status,
             "reason": reason,
             "start_sample": start,
@@ -252,12 +253,12 @@ def _plan_unit(
     for _, stem in unit.stems.iterrows():
         audio = cache.get(stem)
         if isinstance(audio, str):
-            rows.append(stem_row(stem, "skipped", audio, None, {}))
+            rows.append(stem_row(stem, SegmentStatus.SKIPPED, audio, None, {}))
         elif audio.size < window_samples:
             rows.append(
                 stem_row(
                     stem,
-                    "skipped",
+                    SegmentStatus.SKIPPED,
                     f"too short: {stem['code']} lasts "
                     f"{audio.size / SAMPLE_RATE:.2f} s, less than the {window_s:g}-s window",
                     None,
@@ -278,7 +279,7 @@ def _plan_unit(
         rows.append(
             stem_row(
                 other,
-                "skipped",
+                SegmentStatus.SKIPPED,
                 f"not analysed: stem {stem['code']} of the same instrument "
                 "has more energy in its loudest window",
                 other_start,
@@ -290,7 +291,7 @@ def _plan_unit(
         rows.append(
             stem_row(
                 stem,
-                "skipped",
+                SegmentStatus.SKIPPED,
                 f"silent: the loudest {window_s:g}-s window of {stem['code']} is below -90 dB",
                 start,
                 {"energy": energy},
@@ -303,7 +304,11 @@ def _plan_unit(
     if not raw_ids:
         rows.append(
             stem_row(
-                stem, "skipped", f"no raw: stem {stem['code']} has no raw tracks", start, {"energy": energy}
+                stem,
+                SegmentStatus.SKIPPED,
+                f"no raw: stem {stem['code']} has no raw tracks",
+                start,
+                {"energy": energy},
             )
         )
         return rows
@@ -323,7 +328,7 @@ def _plan_unit(
         rows.append(
             stem_row(
                 stem,
-                "skipped",
+                SegmentStatus.SKIPPED,
                 f"{kind}: no usable raw for {stem['code']} (" + "; ".join(raw_problems) + ")",
                 start,
                 {"energy": energy},
@@ -336,7 +341,7 @@ def _plan_unit(
         rows.append(
             stem_row(
                 stem,
-                "skipped",
+                SegmentStatus.SKIPPED,
                 f"silent: the loudest raw of {stem['code']} "
                 f"({raw['code']}) is below -90 dB in the stem's window",
                 start,
@@ -347,31 +352,35 @@ def _plan_unit(
 
     # 4. Pre-processing parameters (the gain ReplayGain needs) for both, then the pair.
     gains = {}
-    for role, signal in (("stem", stem_window), ("raw", raw_window)):
+    for role, signal in ((Role.STEM, stem_window), (Role.RAW, raw_window)):
         try:
             gains[role] = preprocess(signal, normalise=normalise)[1]
         except ValueError as exc:
             rows.append(
                 stem_row(
                     stem,
-                    "skipped",
+                    SegmentStatus.SKIPPED,
                     f"unprocessable: {role} window of {stem['code']}: {exc}",
                     start,
                     {"energy": energy},
                 )
             )
             return rows
-    rows.append(stem_row(stem, "pending", None, start, {"energy": energy, "replaygain_db": gains["stem"]}))
+    rows.append(
+        stem_row(
+            stem, SegmentStatus.PENDING, None, start, {"energy": energy, "replaygain_db": gains[Role.STEM]}
+        )
+    )
     rows.append(
         {
             "track_id": int(raw["track_id"]),
-            "role": "raw",
-            "status": "pending",
+            "role": Role.RAW,
+            "status": SegmentStatus.PENDING,
             "reason": None,
             "start_sample": start,
             "params": {
                 "energy": raw_energy,
-                "replaygain_db": gains["raw"],
+                "replaygain_db": gains[Role.RAW],
                 "stem_track_id": int(stem["track_id"]),
                 "raws_compared": len(raw_energies),
             },
@@ -387,14 +396,16 @@ def _plan_unit(
 
 def _write_unit(store: Store, unit: _Unit, rows: list[dict], common: dict) -> None:
     """Replace the unit's old rows by ``rows`` in one transaction."""
-    paired = any(r["status"] == "pending" for r in rows)
+    paired = any(r["status"] == SegmentStatus.PENDING for r in rows)
     window_samples = common["window_samples"]
     frame = pd.DataFrame(
         {
             "track_id": np.array([r["track_id"] for r in rows], dtype=np.int64),
             "instrument_id": np.int64(unit.instrument_id),
             "role": [r["role"] for r in rows],
-            "pair": [unit.pair_key if paired and r["status"] == "pending" else None for r in rows],
+            "pair": [
+                unit.pair_key if paired and r["status"] == SegmentStatus.PENDING else None for r in rows
+            ],
             "split": None,
             "start": [None if r["start_sample"] is None else r["start_sample"] / SAMPLE_RATE for r in rows],
             "duration": [None if r["start_sample"] is None else window_samples / SAMPLE_RATE for r in rows],
@@ -402,7 +413,7 @@ def _write_unit(store: Store, unit: _Unit, rows: list[dict], common: dict) -> No
                 json.dumps({**common, "start_sample": r["start_sample"], **r["params"]}, sort_keys=True)
                 for r in rows
             ],
-            "source": "audio",
+            "source": SegmentSource.AUDIO,
             "status": [r["status"] for r in rows],
             "reason": [r["reason"] for r in rows],
             "stale": False,
@@ -471,7 +482,7 @@ def segment(
         return summary
 
     with store.run(
-        "segment",
+        RunKind.SEGMENT,
         group=",".join(groups) if groups else None,
         params={"window": window, "normalise": normalise, "groups": list(groups or []), "units": len(todo)},
         failure_message=describe_error,
@@ -496,12 +507,12 @@ def segment(
             rows = _plan_unit(unit, tracks, raws_of, cache, window_samples, normalise)
             _write_unit(store, unit, rows, common)
             summary.replaced += bool(unit.old_ids)
-            if any(r["status"] == "pending" for r in rows):
+            if any(r["status"] == SegmentStatus.PENDING for r in rows):
                 summary.pairs += 1
             else:
                 summary.skipped_units += 1
             for r in rows:
-                if r["status"] == "skipped":
+                if r["status"] == SegmentStatus.SKIPPED:
                     kind = _reason_kind(r["reason"])
                     summary.skip_reasons[kind] = summary.skip_reasons.get(kind, 0) + 1
             if progress:

@@ -18,6 +18,7 @@ import pandas as pd
 from stemstore.errors import StemstoreError
 from stemstore.store.bulk import segment_table
 from stemstore.store.connection import Store
+from stemstore.enums import Role, RunKind
 
 Say = Callable[[str], None]
 DEFAULT_GROUPS = ("bass", "guitar", "vocal", "keys")
@@ -91,13 +92,13 @@ def run_study(
     )
 
     segments = segment_table(store, group=group)
-    n_raw, n_stem = int((segments["role"] == "raw").sum()), int((segments["role"] == "stem").sum())
+    n_raw, n_stem = int((segments["role"] == Role.RAW).sum()), int((segments["role"] == Role.STEM).sum())
     ids = set(segments["segment_id"].astype(int))
     select_params = {"preset": select_preset, "random_state": seed}
     result.selection_run = _current_or_new(
         store,
         result,
-        "selection",
+        RunKind.SELECTION,
         select_params,
         ids,
         say,
@@ -112,7 +113,7 @@ def run_study(
     result.regression_run = _current_or_new(
         store,
         result,
-        "regression",
+        RunKind.REGRESSION,
         regress_params,
         paired,
         say,

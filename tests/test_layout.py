@@ -18,6 +18,7 @@ CLI = Path(__file__).resolve().parents[1] / "cli"
 #: Layer of each top-level part of the package, lowest first. Equal numbers may not import each other.
 LAYERS = {
     "errors": 0,
+    "enums": 0,
     "data": 0,
     "store": 1,
     "audio": 1,

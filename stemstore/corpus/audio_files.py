@@ -16,6 +16,7 @@ from pathlib import Path
 import soundfile as sf
 
 from stemstore.corpus.manifest import TrackSpec
+from stemstore.enums import AudioStatus
 
 _HASH_CHUNK = 1 << 20
 
@@ -56,7 +57,7 @@ def inspect_files(
             and stamp is not None
             and previous["stamp"] == stamp
             and previous["path"] == track.path
-            and previous["audio_status"] in ("present", "unreadable")
+            and previous["audio_status"] in (AudioStatus.PRESENT, AudioStatus.UNREADABLE)
         ):
             facts[track.path] = AudioFacts(
                 previous["audio_status"],
@@ -81,20 +82,20 @@ def inspect_audio(path: Path) -> AudioFacts:
     try:
         before = path.stat()
     except FileNotFoundError:
-        return AudioFacts("missing", "file not found")
+        return AudioFacts(AudioStatus.MISSING, "file not found")
     except OSError as exc:
-        return AudioFacts("unreadable", f"cannot stat: {exc.strerror or exc}")
+        return AudioFacts(AudioStatus.UNREADABLE, f"cannot stat: {exc.strerror or exc}")
     if not path.is_file():
-        return AudioFacts("unreadable", "not a regular file")
+        return AudioFacts(AudioStatus.UNREADABLE, "not a regular file")
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
             while chunk := f.read(_HASH_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        return AudioFacts("unreadable", f"cannot read: {exc.strerror or exc}")
+        return AudioFacts(AudioStatus.UNREADABLE, f"cannot read: {exc.strerror or exc}")
     stamp = (before.st_size, before.st_mtime_ns)
-    facts = AudioFacts("present", None, digest.hexdigest(), stamp=stamp)
+    facts = AudioFacts(AudioStatus.PRESENT, None, digest.hexdigest(), stamp=stamp)
     problem = _wav_truncation(path, before.st_size) if path.suffix.lower() == ".wav" else None
     try:
         with sf.SoundFile(str(path)) as audio:
@@ -109,7 +110,7 @@ def inspect_audio(path: Path) -> AudioFacts:
     except Exception as exc:  # libsndfile's errors, and anything a broken header provokes
         problem = problem or _first_line(exc)
     if problem:
-        facts.status, facts.reason = "unreadable", problem
+        facts.status, facts.reason = AudioStatus.UNREADABLE, problem
     return facts
 
 

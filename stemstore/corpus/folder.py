@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from stemstore.enums import TrackKind
 from stemstore.corpus.manifest import (
     AUDIO_SUFFIXES,
     COLUMN_FIELDS,
@@ -128,8 +129,8 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
                 )
             (stems if rel.parts[0] == "stems" else raws)[inner.as_posix()] = inner.parts[0]
         else:
-            tracks.append(TrackSpec("mix", MIX_CODE, None, join_path(name, rel.as_posix())))
-    if len([t for t in tracks if t.kind == "mix"]) > 1:
+            tracks.append(TrackSpec(TrackKind.MIX, MIX_CODE, None, join_path(name, rel.as_posix())))
+    if len([t for t in tracks if t.kind == TrackKind.MIX]) > 1:
         raise Rejected(f"session {name}: several mix files; keep one")
 
     mapping = manifest.get("stems") or {}
@@ -153,11 +154,13 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
     for stem_file, instrument in stems.items():
         stems_of.setdefault(instrument, []).append(stem_file)
         tracks.append(
-            TrackSpec("stem", f"stems/{stem_file}", [instrument], join_path(name, "stems", stem_file))
+            TrackSpec(TrackKind.STEM, f"stems/{stem_file}", [instrument], join_path(name, "stems", stem_file))
         )
     links = []
     for raw_file, instrument in raws.items():
-        tracks.append(TrackSpec("raw", f"raw/{raw_file}", [instrument], join_path(name, "raw", raw_file)))
+        tracks.append(
+            TrackSpec(TrackKind.RAW, f"raw/{raw_file}", [instrument], join_path(name, "raw", raw_file))
+        )
         owners = raw_to_stems.get(raw_file)
         if owners is None:
             candidates = stems_of.get(instrument, [])

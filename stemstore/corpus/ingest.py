@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from stemstore.corpus import folder, medleydb
 from stemstore.corpus.audio_files import AudioFacts, inspect_files, stat_stamp
 from stemstore.corpus.manifest import InsideChecker, MultitrackSpec, Rejected, Source
+from stemstore.enums import IngestFormat
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import (
     JSONText,
@@ -60,8 +61,9 @@ from stemstore.store.schema import (
     utcnow,
 )
 from stemstore.store.connection import Store, describe_error, instrument_ids
+from stemstore.enums import AudioStatus, CorpusFormat, RunKind
 
-FORMATS = ("medleydb", "folder")
+FORMATS = tuple(IngestFormat.values())
 NOT_CHECKED = "not checked (metadata only)"
 NOT_IN_METADATA = "no longer in the metadata"
 #: A batch of whole multitracks is written in one transaction when it holds this many, or when
@@ -165,7 +167,7 @@ class IngestSummary:
 def ingest(
     store: Store,
     path: Path | str,
-    format: str = "medleydb",
+    format: str = IngestFormat.MEDLEYDB,
     metadata_dir: Path | str | None = None,
     metadata_only: bool = False,
     progress: ProgressCallback | None = None,
@@ -184,11 +186,11 @@ def ingest(
     if not root.is_dir():
         raise StemstoreError(f"no corpus directory at {root}")
     root = root.resolve()
-    if metadata_dir is not None and format != "medleydb":
+    if metadata_dir is not None and format != IngestFormat.MEDLEYDB:
         raise StemstoreError("--metadata is for the medleydb format only")
 
     summary = IngestSummary(root=str(root), format=format, metadata_only=metadata_only)
-    if format == "medleydb":
+    if format == IngestFormat.MEDLEYDB:
         meta = Path(metadata_dir).expanduser() if metadata_dir is not None else None
         if meta is not None and not meta.is_dir():
             raise StemstoreError(f"no metadata directory at {meta}")
@@ -198,7 +200,7 @@ def ingest(
     if not sources and not summary.rejected:
         hint = (
             "no <name>/<name>_METADATA.yaml (or --metadata DIR)"
-            if format == "medleydb"
+            if format == IngestFormat.MEDLEYDB
             else "no <session>/stems/ or <session>/raw/ folders"
         )
         raise StemstoreError(f"no multitracks found in {root}: {hint}")
@@ -230,7 +232,7 @@ def ingest(
                 progress(done, len(sources), spec.name)
         batch.clear()
 
-    with store.run("ingest", params=params, deferred=True, failure_message=describe_error) as run:
+    with store.run(RunKind.INGEST, params=params, deferred=True, failure_message=describe_error) as run:
         run.counts = summary.counts
         for source in sources:
             item = _prepare(root, corpus_id, format, source, known.get(source.name), metadata_only, summary)
@@ -261,7 +263,7 @@ def _prepare(
     """Get one multitrack ready to write: None if nothing changed (or it is rejected), else
     what the metadata says and the facts of its files."""
     if known is not None and known["corpus_id"] != corpus_id:
-        if not (format == "medleydb" and known["format"] == "medleydb"):
+        if not (format == IngestFormat.MEDLEYDB and known["format"] == CorpusFormat.MEDLEYDB):
             summary.rejected.append(
                 (
                     source.name,
@@ -371,9 +373,9 @@ def _report_stored_problems(tracks: dict, metadata_only: bool, summary: IngestSu
     if metadata_only:
         return
     for t in tracks.values():
-        if t["audio_status"] == "missing" and t["path"]:
+        if t["audio_status"] == AudioStatus.MISSING and t["path"]:
             summary.missing_files.append(t["path"])
-        elif t["audio_status"] == "unreadable":
+        elif t["audio_status"] == AudioStatus.UNREADABLE:
             summary.unreadable_files.append((t["path"], t["status_reason"] or "unreadable"))
 
 
@@ -473,7 +475,7 @@ def _write_batch(
                 previous = stored.pop((track.kind, track.code), None)
                 if previous is None:
                     if fact is None:
-                        values.update(audio_status="missing", status_reason=NOT_CHECKED)
+                        values.update(audio_status=AudioStatus.MISSING, status_reason=NOT_CHECKED)
                     new_rows.append(
                         {**dict.fromkeys(_TRACK_COLUMNS), "multitrack_id": mt_id, "stale": False, **values}
                     )
@@ -481,7 +483,7 @@ def _write_batch(
                     if outcome[spec.name] == "unchanged":
                         outcome[spec.name] = "updated"
                     continue
-                if fact is not None and fact.status == "missing" and previous["content_hash"]:
+                if fact is not None and fact.status == AudioStatus.MISSING and previous["content_hash"]:
                     # keep what the file was: if it comes back unchanged nothing derived is stale
                     values.update(
                         content_hash=previous["content_hash"],
@@ -657,11 +659,11 @@ def _same(stored: Any, new: Any) -> bool:
 def _note_file(path: str, fact: AudioFacts | None, previous: dict | None, summary: IngestSummary) -> None:
     if fact is None:
         return
-    if fact.status == "missing":
+    if fact.status == AudioStatus.MISSING:
         summary.missing_files.append(path)
-        if previous is not None and previous["audio_status"] == "present":
+        if previous is not None and previous["audio_status"] == AudioStatus.PRESENT:
             summary.disappeared_files.append(path)
-    elif fact.status == "unreadable":
+    elif fact.status == AudioStatus.UNREADABLE:
         summary.unreadable_files.append((path, fact.reason or "unreadable"))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from stemstore.enums import TrackKind
 from stemstore.corpus.manifest import (
     COLUMN_FIELDS,
     MIX_CODE,
@@ -109,7 +110,9 @@ def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
     links: list[tuple[str, str]] = []
     mix = meta.get("mix_filename")
     if mix is not None:
-        tracks.append(TrackSpec("mix", MIX_CODE, None, join_path(name, _filename(mix, "mix_filename", file))))
+        tracks.append(
+            TrackSpec(TrackKind.MIX, MIX_CODE, None, join_path(name, _filename(mix, "mix_filename", file)))
+        )
     for stem_id in sorted(stems, key=str):
         key = f"stems.{stem_id}"
         stem = stems[stem_id]
@@ -118,7 +121,9 @@ def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
         stem_code = str(stem_id)
         stem_file = _filename(_require(stem, "filename", str, file, key), f"{key}.filename", file)
         tracks.append(
-            TrackSpec("stem", stem_code, _labels(stem, file, key), join_path(name, stem_dir, stem_file))
+            TrackSpec(
+                TrackKind.STEM, stem_code, _labels(stem, file, key), join_path(name, stem_dir, stem_file)
+            )
         )
         raws = stem.get("raw") or {}
         if not isinstance(raws, dict):
@@ -131,7 +136,9 @@ def parse_medleydb(name: str, file: Path, data: bytes) -> MultitrackSpec:
             raw_file = _filename(_require(raw, "filename", str, file, raw_key), f"{raw_key}.filename", file)
             raw_code = f"{stem_code}/{raw_id}"
             tracks.append(
-                TrackSpec("raw", raw_code, _labels(raw, file, raw_key), join_path(name, raw_dir, raw_file))
+                TrackSpec(
+                    TrackKind.RAW, raw_code, _labels(raw, file, raw_key), join_path(name, raw_dir, raw_file)
+                )
             )
             links.append((stem_code, raw_code))
     fields = {k: None if meta.get(k) is None else str(meta[k]) for k in COLUMN_FIELDS}

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from stemstore.audio import SAMPLE_RATE, AudioError, load_mono, preprocess
 from stemstore.errors import StemstoreError
 from stemstore.features.extractor import EXTRACTOR_VERSION, FeatureExtractor
+from stemstore.enums import RunKind, SegmentStatus
 
 if TYPE_CHECKING:  # workers import this module: keep the database layer out of their imports
     from stemstore.store.connection import Store
@@ -341,7 +342,7 @@ def _replace_outdated(store: Store, result: SegmentResult, feature_ids: np.ndarr
         ).first()
         if (
             current is None
-            or current.status != "extracted"
+            or current.status != SegmentStatus.EXTRACTED
             or current.stale
             or current.extractor_version == EXTRACTOR_VERSION
         ):
@@ -429,7 +430,7 @@ def extract(
 
     mode = "dask" if dask_address else ("processes" if workers > 1 else "inline")
     with store.run(
-        "extraction",
+        RunKind.EXTRACTION,
         params={
             "mode": mode,
             "workers": workers if not dask_address else None,

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import Corpus, Multitrack, Segment, Track, utcnow
 from stemstore.store.connection import Store, instrument_ids
+from stemstore.enums import AudioStatus, CorpusFormat, Role, RunKind, SegmentSource, SegmentStatus, Split
 
 META_COLUMNS = ["multitrack", "instrument", "role", "pair", "split"]
 REQUIRED_COLUMNS = ["multitrack", "instrument", "role"]
@@ -193,11 +194,11 @@ def read_feature_file(path: Path) -> pd.DataFrame:
         empty = np.flatnonzero((meta[col] == "").to_numpy())
         if len(empty):
             raise StemstoreError(f"{where(int(empty[0]))}: empty {col}")
-    bad_role = np.flatnonzero(~meta["role"].isin(["raw", "stem"]).to_numpy())
+    bad_role = np.flatnonzero(~meta["role"].isin(Role.values()).to_numpy())
     if len(bad_role):
         i = int(bad_role[0])
         raise StemstoreError(f"{where(i)}: role {meta['role'].iloc[i]!r} is neither 'raw' nor 'stem'")
-    bad_split = np.flatnonzero(~meta["split"].isin(["train", "test", ""]).to_numpy())
+    bad_split = np.flatnonzero(~meta["split"].isin([*Split.values(), ""]).to_numpy())
     if len(bad_split):
         i = int(bad_split[0])
         raise StemstoreError(f"{where(i)}: split {meta['split'].iloc[i]!r} is neither 'train' nor 'test'")
@@ -264,7 +265,7 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         conn = s.connection()
         corpus = s.scalar(sa.select(Corpus).where(Corpus.name == IMPORT_CORPUS))
         if corpus is None:
-            corpus = Corpus(name=IMPORT_CORPUS, format="import", root=None)
+            corpus = Corpus(name=IMPORT_CORPUS, format=CorpusFormat.IMPORT, root=None)
             s.add(corpus)
             s.flush()
         # multitracks, then one track per (multitrack, role, instrument), created in bulk
@@ -316,7 +317,7 @@ def import_features(store: Store, path: Path) -> ImportSummary:
                     "code": missing["code"],
                     "instrument_id": missing["instrument"].map(inst_ids).astype(np.int64),
                     "labels": [json.dumps([i]) for i in missing["instrument"]],
-                    "audio_status": "missing",
+                    "audio_status": AudioStatus.MISSING,
                     "status_reason": "imported values only",
                     "stale": False,
                 }
@@ -341,7 +342,8 @@ def import_features(store: Store, path: Path) -> ImportSummary:
             stored = pd.DataFrame(
                 s.execute(
                     sa.select(Segment.id, Segment.track_id, Segment.pair).where(
-                        Segment.track_id.in_(sorted(set(track_ids.values()))), Segment.source == "import"
+                        Segment.track_id.in_(sorted(set(track_ids.values()))),
+                        Segment.source == SegmentSource.IMPORT,
                     )
                 ).all(),
                 columns=["segment_id", "track_id", "pair"],
@@ -365,8 +367,8 @@ def import_features(store: Store, path: Path) -> ImportSummary:
                         "role": new_rows["role"].to_numpy(),
                         "pair": new_rows["pair"].to_numpy(dtype=object),
                         "split": new_rows["split"].to_numpy(dtype=object),
-                        "source": "import",
-                        "status": "extracted",
+                        "source": SegmentSource.IMPORT,
+                        "status": SegmentStatus.EXTRACTED,
                         "stale": False,
                         "created_at": utcnow(),
                     }
@@ -406,7 +408,7 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         )
     if summary.values_added:
         run_id = store.start_run(
-            "import",
+            RunKind.IMPORT,
             params={"file": str(path), "sha256": digest, "rows": len(table), "features": len(feature_cols)},
         )
         store.finish_run(

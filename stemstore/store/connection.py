@@ -28,6 +28,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
+from stemstore.enums import RunStatus
 from stemstore.store import catalog
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import (
@@ -338,7 +339,7 @@ class Store:
         with self.session() as s:
             run = Run(
                 kind=kind,
-                status="running",
+                status=RunStatus.RUNNING,
                 group_name=group,
                 params=params or {},
                 seed=seed,
@@ -350,7 +351,12 @@ class Store:
             return run.id
 
     def finish_run(
-        self, run_id: int, *, status: str = "done", counts: dict | None = None, message: str | None = None
+        self,
+        run_id: int,
+        *,
+        status: str = RunStatus.DONE,
+        counts: dict | None = None,
+        message: str | None = None,
     ) -> None:
         with self.session() as s:
             run = s.get(Run, run_id)
@@ -395,7 +401,7 @@ class Store:
             if record.id is not None:
                 self.finish_run(
                     record.id,
-                    status="failed",
+                    status=RunStatus.FAILED,
                     counts=record.final_counts(),
                     message=(failure_message or describe_failure)(exc),
                 )

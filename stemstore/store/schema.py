@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from stemstore.enums import (
+    AudioStatus,
+    CorpusFormat,
+    Role,
+    RunKind,
+    RunStatus,
+    SegmentSource,
+    SegmentStatus,
+    Split,
+    TextEnum,
+    TrackKind,
+)
 
 
 def utcnow() -> datetime:
@@ -36,77 +48,6 @@ class JSONText(TypeDecorator):
 
     def process_result_value(self, value: str | None, dialect) -> Any:
         return None if value is None else json.loads(value)
-
-
-# -- the values of status, role and kind columns ------------------------------------------------
-class TextEnum(str, Enum):
-    """A column's allowed values; members are plain strings (``TrackKind.STEM == "stem"``)."""
-
-    __str__ = str.__str__
-    __format__ = str.__format__
-
-    @classmethod
-    def values(cls) -> list[str]:
-        return [member.value for member in cls]
-
-
-class CorpusFormat(TextEnum):
-    MEDLEYDB = "medleydb"
-    FOLDER = "folder"
-    IMPORT = "import"  # feature values imported from a file, without audio
-
-
-class TrackKind(TextEnum):
-    MIX = "mix"
-    STEM = "stem"
-    RAW = "raw"
-
-
-class AudioStatus(TextEnum):
-    PRESENT = "present"
-    MISSING = "missing"
-    UNREADABLE = "unreadable"
-
-
-class Role(TextEnum):
-    """A segment's side of a raw/stem pair."""
-
-    RAW = "raw"
-    STEM = "stem"
-
-
-class Split(TextEnum):
-    TRAIN = "train"
-    TEST = "test"
-
-
-class SegmentSource(TextEnum):
-    AUDIO = "audio"
-    IMPORT = "import"
-
-
-class SegmentStatus(TextEnum):
-    """pending -> extracted | failed; skipped: no segment could be made (the reason says why)."""
-
-    PENDING = "pending"
-    EXTRACTED = "extracted"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class RunKind(TextEnum):
-    IMPORT = "import"
-    INGEST = "ingest"
-    SEGMENT = "segment"
-    EXTRACTION = "extraction"
-    SELECTION = "selection"
-    REGRESSION = "regression"
-
-
-class RunStatus(TextEnum):
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 #: The CHECK constraints that hold a table's columns to their enums: table -> {constraint: (column, enum)}.

@@ -10,24 +10,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import stemstore.store.connection  # noqa: F401  (registers DuckDB for Alembic)
-from stemstore.store.schema import (
+from stemstore.enums import (
     AudioStatus,
-    Base,
-    Corpus,
     CorpusFormat,
-    Multitrack,
     Role,
-    Run,
     RunKind,
-    RunSegment,
     RunStatus,
-    Segment,
     SegmentStatus,
     Split,
-    Track,
     TrackKind,
-    TrackLink,
 )
+from stemstore.store.schema import Base, Corpus, Multitrack, Run, RunSegment, Segment, Track, TrackLink
 from stemstore.store.connection import Store, head_revisions
 from stemstore.store.views import view_names
 
