@@ -289,7 +289,6 @@ def test_bad_input_gives_clear_messages(store, db_url, tmp_path):
     # Through the CLI: one line on stderr, status 1, no traceback.
     for args in (
         ["regress", "--group", "nosuch", "--features", FEATURES[0]],
-        ["regress", "--group", "bass", "--preset", "fancy", "--features", FEATURES[0]],
         ["plot", "pca", "--group", "keys", "-o", str(tmp_path / "x.png")],
         ["predict", str(tmp_path / "missing.wav"), "--group", "bass"],
     ):
@@ -298,6 +297,11 @@ def test_bad_input_gives_clear_messages(store, db_url, tmp_path):
         assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1, (
             result.output
         )
+    # a preset is a choice: Typer refuses others before anything runs, with its usage status 2
+    result = CliRunner().invoke(
+        app, ["regress", "--group", "bass", "--preset", "fancy", "--features", FEATURES[0], "--db", db_url]
+    )
+    assert result.exit_code == 2 and "Invalid value" in result.output and "fancy" in result.output
 
 
 def test_zero_target_is_infinite_mape_and_counted(store, tmp_path):
