@@ -94,8 +94,6 @@ def test_user_errors_are_one_line(cli_db, tmp_path):
     "argv",
     [
         ["select", "--group", "nope"],
-        ["select", "--group", "bass", "--preset", "huge"],
-        ["regress", "--group", "bass", "--preset", "weird"],
         ["regress", "--group", "bass", "--features", "nosuch.feature"],
         ["study", "--group", "nope"],
         ["segment", "--window", "0.1"],
