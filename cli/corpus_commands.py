@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from .common import DbOption, app, open_store, user_errors
+
+corpus_app = typer.Typer(help="Corpora the store has ingested.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
 from .progress import progress_reporter
 from .render import Format, render
 
@@ -131,3 +134,23 @@ def synth(
         f"wrote {len(made.multitracks)} multitracks ({made.n_stems} stems, {made.n_raws} raw "
         f"tracks, {seconds:g} s each, seed {seed}) to {directory} in {made.elapsed_s:.1f} s"
     )
+
+
+@corpus_app.command("relocate")
+@user_errors
+def relocate(
+    old: Annotated[str, typer.Argument(help="Where the corpus was ingested from (it may be gone).")],
+    new: Annotated[Path, typer.Argument(help="Where the same corpus is now.")],
+    db: DbOption = None,
+) -> None:
+    """Record that a corpus moved: NEW must hold the same files (every stored file is looked
+    for there and a few are hashed). One transaction; nothing derived becomes stale.
+
+    Re-ingesting a moved MedleyDB corpus from its new place relocates it too.
+
+    Example: `stemstore corpus relocate /old/disk/MedleyDB /new/disk/MedleyDB`
+    """
+    from stemstore.corpus.relocate import relocate as run_relocate
+
+    with open_store(db) as store:
+        typer.echo(run_relocate(store, old, new).describe())

@@ -211,10 +211,10 @@ def read_feature_file(path: Path) -> pd.DataFrame:
         )
     paired = meta[meta["pair"] != ""]
     if len(paired):
-        per_pair = paired.groupby("pair")["role"].agg(lambda r: r.value_counts().max())
-        if (per_pair > 1).any():
+        per_role = paired.groupby(["pair", "role"]).size()  # vectorised: files hold 100k rows
+        if (per_role > 1).any():
             raise StemstoreError(
-                f"{path}: pair {per_pair[per_pair > 1].index[0]!r} has more than one "
+                f"{path}: pair {per_role[per_role > 1].index[0][0]!r} has more than one "
                 "segment of the same role (a pair is one raw and one stem)"
             )
 
