@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from .common import DbOption, app, open_store, user_errors
+from .progress import progress_reporter
+from .render import Format, render
 
 corpus_app = typer.Typer(help="Corpora the store has ingested.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
-from .progress import progress_reporter
-from .render import Format, render
 
 
 class CorpusFormat(str, Enum):

@@ -273,8 +273,9 @@ def _prepare(
         summary.rejected.append(
             (
                 source.name,
-                f"a multitrack of this name already belongs to corpus {known['corpus']} "
-                f"(at {known['corpus_root']}); rename it to ingest it from here, or if that "
+                f"a multitrack of this name already belongs to corpus {known['corpus']}"
+                + ("" if known["corpus_root"] == known["corpus"] else f" (now at {known['corpus_root']})")
+                + "; rename it to ingest it from here, or if that "
                 f"corpus moved here run 'stemstore corpus relocate {known['corpus_root']} {root}'",
             )
         )
@@ -330,7 +331,12 @@ def _corpus_id(store: Store, root: Path, format: str, create: bool = True) -> in
 
 
 def _moved_corpus(
-    store: Store, root: Path, format: str, sources: list[Source], known: dict[str, dict], summary: IngestSummary
+    store: Store,
+    root: Path,
+    format: str,
+    sources: list[Source],
+    known: dict[str, dict],
+    summary: IngestSummary,
 ) -> int | None:
     """The id of the MedleyDB corpus that moved (or was copied) to ``root``, relocated here;
     None when this is not such a corpus.

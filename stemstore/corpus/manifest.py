@@ -43,7 +43,9 @@ def load_yaml(text: str, file: Path) -> Any:
     expanded. Other YAML errors propagate as :class:`yaml.YAMLError`.
     """
     if len(text) > MAX_METADATA_BYTES:
-        raise Rejected(f"{file}: {len(text)} bytes, more than a metadata file may hold ({MAX_METADATA_BYTES})")
+        raise Rejected(
+            f"{file}: {len(text)} bytes, more than a metadata file may hold ({MAX_METADATA_BYTES})"
+        )
     # an alias needs an anchor ('&'), so text without one is parsed once, as usual
     if "&" in text and any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=YamlLoader)):
         raise Rejected(f"{file}: uses YAML aliases (*name), which metadata may not; write the values out")

@@ -77,7 +77,9 @@ def relocate(store: Store, old: str | Path, new: str | Path) -> RelocateSummary:
         raise StemstoreError(f"corpus {corpus.name} is already at {target}")
     other = find_corpus(store, str(target))
     if other is not None and other.id != corpus.id and _n_multitracks(store, other.id):
-        raise StemstoreError(f"{target} is already corpus {other.name} of the store, with its own multitracks")
+        raise StemstoreError(
+            f"{target} is already corpus {other.name} of the store, with its own multitracks"
+        )
     checked, hashed = verify_same_files(store, corpus, target)
     with store.session() as s:
         conn = s.connection()

@@ -481,7 +481,9 @@ def test_yaml_alias_bomb_is_rejected_and_ingest_goes_on(store, corpus):
     bomb = corpus / names[0] / f"{names[0]}_METADATA.yaml"
     bomb.write_text(BOMB)
     summary = ingest(store, corpus)
-    assert summary.rejected == [(names[0], f"{bomb}: uses YAML aliases (*name), which metadata may not; write the values out")]
+    assert summary.rejected == [
+        (names[0], f"{bomb}: uses YAML aliases (*name), which metadata may not; write the values out")
+    ]
     assert summary.new_multitracks == names[1:]
 
 
