@@ -95,10 +95,11 @@ def status(
         "problems": f"missing or unreadable files (first {min(problems, len(listed))} of {len(listed)})",
         "stale": "stale",
         "pending": "pending work",
+        "runs": "unfinished runs (interrupted: no live process holds them)",
     }
     for key, title in titles.items():
         frame = frames[key].head(problems) if key == "problems" else frames[key]
-        if key == "problems" and frame.empty:
+        if key in ("problems", "runs") and frame.empty:
             continue
         render(frame, fmt, title=title)
 
