@@ -25,6 +25,25 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def options(
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="Write CSV text cells as they are. By default a cell that a spreadsheet would "
+            "run as a formula (starting with =, +, -, @) is prefixed with ' (numbers stay numbers).",
+        ),
+    ] = False,
+) -> None:
+    """Options for every command."""
+    from .render import RAW_CSV
+
+    RAW_CSV["on"] = raw_csv
+
+
 groups_app = typer.Typer(help="Named instrument groups that analyses run on.", no_args_is_help=True)
 export_app = typer.Typer(help="Write stored data to files.", no_args_is_help=True)
 plot_app = typer.Typer(help="The study's figures as PNG files.", no_args_is_help=True)

@@ -13,6 +13,9 @@ from .common import DbOption, app, open_store, user_errors
 from .progress import progress_reporter
 from .render import Format, render
 
+corpus_app = typer.Typer(help="Corpora the store has ingested.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
 
 @app.command()
 @user_errors
@@ -88,10 +91,11 @@ def status(
         "problems": f"missing or unreadable files (first {min(problems, len(listed))} of {len(listed)})",
         "stale": "stale",
         "pending": "pending work",
+        "runs": "unfinished runs (interrupted: no live process holds them)",
     }
     for key, title in titles.items():
         frame = frames[key].head(problems) if key == "problems" else frames[key]
-        if key == "problems" and frame.empty:
+        if key in ("problems", "runs") and frame.empty:
             continue
         render(frame, fmt, title=title)
 
@@ -127,3 +131,23 @@ def synth(
         f"wrote {len(made.multitracks)} multitracks ({made.n_stems} stems, {made.n_raws} raw "
         f"tracks, {seconds:g} s each, seed {seed}) to {directory} in {made.elapsed_s:.1f} s"
     )
+
+
+@corpus_app.command("relocate")
+@user_errors
+def relocate(
+    old: Annotated[str, typer.Argument(help="Where the corpus was ingested from (it may be gone).")],
+    new: Annotated[Path, typer.Argument(help="Where the same corpus is now.")],
+    db: DbOption = None,
+) -> None:
+    """Record that a corpus moved: NEW must hold the same files (every stored file is looked
+    for there and a few are hashed). One transaction; nothing derived becomes stale.
+
+    Re-ingesting a moved MedleyDB corpus from its new place relocates it too.
+
+    Example: `stemstore corpus relocate /old/disk/MedleyDB /new/disk/MedleyDB`
+    """
+    from stemstore.corpus.relocate import relocate as run_relocate
+
+    with open_store(db) as store:
+        typer.echo(run_relocate(store, old, new).describe())

@@ -105,6 +105,9 @@ def plot_pca(
     """
     from stemstore.analysis.regression_runs import pca_figure
 
+    from stemstore.analysis.plots import check_figure_path
+
+    check_figure_path(output)  # before any work: a bad path is one line at once
     with open_store(db) as store:
         info = pca_figure(store, group, output)
     left_out = f"; {info['left_out']} segments lacking a value left out" if info["left_out"] else ""

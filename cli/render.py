@@ -27,10 +27,18 @@ def _cell(value) -> str:
     return str(value)
 
 
+#: Set by ``stemstore --raw-csv``: CSV text cells are written as they are, formulas and all.
+RAW_CSV = {"on": False}
+
+
 def render(frame: pd.DataFrame, fmt: Format = Format.table, *, title: str | None = None) -> None:
-    """Print ``frame``: a rich table for people, csv/json/markdown for programs and documents."""
+    """Print ``frame``: a rich table for people, csv/json/markdown for programs and documents.
+
+    In CSV, text a spreadsheet would run as a formula is escaped with ``'`` unless --raw-csv."""
     if fmt == Format.csv:
-        frame.to_csv(sys.stdout, index=False)
+        from stemstore.store.bulk import escape_formulas
+
+        (frame if RAW_CSV["on"] else escape_formulas(frame)).to_csv(sys.stdout, index=False)
     elif fmt == Format.json:
         records = json.loads(frame.to_json(orient="records", double_precision=15))
         print(json.dumps(records, indent=2))

@@ -66,6 +66,9 @@ def plot_importance(
     """
     from stemstore.analysis.selection_runs import importance_figure
 
+    from stemstore.analysis.plots import check_figure_path
+
+    check_figure_path(output)  # before any work: a bad path is one line at once
     with open_store(db) as store:
         importance_figure(store, group, output, run_id=run, top=top)
     typer.echo(f"wrote {output}")
@@ -80,6 +83,9 @@ def plot_oob(group: GroupName, output: OutputOption, run: RunOption = None, db: 
     """
     from stemstore.analysis.selection_runs import oob_figure
 
+    from stemstore.analysis.plots import check_figure_path
+
+    check_figure_path(output)  # before any work: a bad path is one line at once
     with open_store(db) as store:
         oob_figure(store, group, output, run_id=run)
     typer.echo(f"wrote {output}")

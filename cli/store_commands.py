@@ -20,7 +20,7 @@ from .common import (
     open_store,
     user_errors,
 )
-from .render import Format, render
+from .render import RAW_CSV, Format, render
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -121,7 +121,9 @@ def export_features(
         raise StemstoreError("say what to export: --group G or --instrument I")
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
     with open_store(db) as store:
-        out = run_export(store, output, group=group, instruments=instrument, features=names)
+        out = run_export(
+            store, output, group=group, instruments=instrument, features=names, raw_csv=RAW_CSV["on"]
+        )
         n_features = len([c for c in out.columns if c not in META_COLUMNS])
         typer.echo(f"wrote {len(out)} segments × {n_features} features to {output}")
 

@@ -7,6 +7,10 @@ corpus at a glance and the work left for each stage.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+
 import sqlalchemy as sa
 import pandas as pd
 import sqlglot
@@ -136,6 +140,8 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
     * ``audio``: tracks by audio status (mix, stems and raws);
     * ``problems``: every missing or unreadable file with its reason;
     * ``stale``: stale tracks, segments and runs;
+    * ``runs``: runs recorded ``running``, and whether a live process still holds each
+      (see :func:`unfinished_runs`);
     * ``pending``: work left: stem pairs to segment (instruments of a group), segments to
       extract, outdated segments to re-extract (values of an older extractor version), stale
       segments to redo.
@@ -211,4 +217,39 @@ def status(store: Store) -> dict[str, pd.DataFrame]:
         }
     )
     out["stale"]["stale"] = out["stale"]["stale"].astype("int64")
+    out["runs"] = unfinished_runs(store)
     return out
+
+
+def unfinished_runs(store: Store) -> pd.DataFrame:
+    """Runs recorded ``running``: id, kind, group, started_at and ``state``, which says whether
+    a live process still holds the run. A run whose process (pid and host, recorded when it
+    started) is gone from this host was interrupted (kill -9, a crash, a power cut); a run of
+    another host cannot be checked from here."""
+    runs = store.read_sql(
+        "SELECT id, kind, group_name, started_at, params FROM runs WHERE status = 'running' ORDER BY id"
+    )
+    states = []
+    for params in runs["params"]:
+        params = json.loads(params) if isinstance(params, str) else (params or {})
+        process = params.get("process") or {}
+        pid, host = process.get("pid"), process.get("host")
+        if pid is None:
+            states.append("unknown (no process recorded)")
+        elif host != platform.node():
+            states.append(f"unknown (running on host {host}, pid {pid})")
+        elif _alive(int(pid)):
+            states.append(f"running (pid {pid})")
+        else:
+            states.append(f"interrupted (pid {pid} is gone)")
+    return runs.drop(columns="params").assign(state=states)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process of another user holds the pid
+    return True

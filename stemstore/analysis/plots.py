@@ -20,6 +20,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from stemstore.errors import check_output_path, write_error
+
 __all__ = ["plot_importance", "plot_oob_curves", "plot_pca"]
 
 
@@ -34,11 +36,23 @@ def _new_or_given_axes(ax, figsize):
     return figure, figure.subplots()
 
 
+#: The files a figure is written as (matplotlib's Agg canvas writes these).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def check_figure_path(path) -> Path:
+    """``path`` if a figure may be written there (see :func:`~stemstore.errors.check_output_path`)."""
+    return check_output_path(path, FIGURE_SUFFIXES)
+
+
 def _save(figure: Figure, path) -> None:
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=150)
+        path = check_figure_path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(path, dpi=150)
+        except OSError as exc:
+            raise write_error(path, exc) from exc
 
 
 def plot_importance(

@@ -42,9 +42,9 @@ from stemstore.corpus.manifest import (
     Rejected,
     Source,
     TrackSpec,
-    YamlLoader,
     join_path,
     jsonable,
+    load_yaml,
 )
 
 SESSION_MANIFEST = "session.yaml"
@@ -106,7 +106,7 @@ def parse_session(root: Path, session: Path, files: list[Path], metadata_hash: s
     manifest: dict = {}
     if manifest_path.exists():
         try:
-            manifest = yaml.load(manifest_path.read_text(encoding="utf-8"), Loader=YamlLoader) or {}
+            manifest = load_yaml(manifest_path.read_text(encoding="utf-8"), manifest_path) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}" if where else ""

@@ -61,7 +61,7 @@ from stemstore.store.schema import (
     utcnow,
 )
 from stemstore.store.connection import Store, describe_error, instrument_ids
-from stemstore.enums import AudioStatus, CorpusFormat, RunKind
+from stemstore.enums import AudioStatus, RunKind
 
 FORMATS = tuple(IngestFormat.values())
 NOT_CHECKED = "not checked (metadata only)"
@@ -97,6 +97,7 @@ class IngestSummary:
     stale_segments: int = 0
     stale_runs: int = 0
     run_id: int | None = None
+    relocated_from: str | None = None  # the corpus was found moved here from this root
 
     @property
     def ok(self) -> bool:
@@ -137,6 +138,8 @@ class IngestSummary:
             f"{len(self.unchanged_multitracks)} unchanged, {len(self.updated_multitracks)} "
             f"updated multitracks; {audio}; {len(self.rejected)} rejected"
         )
+        if self.relocated_from:
+            line += f"; the corpus moved here from {self.relocated_from}"
         if self.stale_tracks or self.stale_segments or self.stale_runs:
             line += (
                 f"; marked stale: {self.stale_tracks} tracks, {self.stale_segments} "
@@ -205,8 +208,10 @@ def ingest(
         )
         raise StemstoreError(f"no multitracks found in {root}: {hint}")
 
-    corpus_id = _corpus_id(store, root, format)
     known = _known_multitracks(store, [src.name for src in sources])
+    corpus_id = _moved_corpus(store, root, format, sources, known, summary)
+    if corpus_id is None:
+        corpus_id = _corpus_id(store, root, format, create=False)  # made when it gets a multitrack
     params = {
         "path": str(root),
         "format": format,
@@ -218,9 +223,11 @@ def ingest(
     done = 0
 
     def flush() -> None:
-        nonlocal done
+        nonlocal done, corpus_id
         if not batch:
             return
+        if corpus_id is None:
+            corpus_id = _corpus_id(store, root, format)
         _write_batch(store, corpus_id, batch, summary)
         if summary.run_id is None and summary.changed_anything:
             # an ingest run is recorded when something changed (refreshed file stamps alone
@@ -253,7 +260,7 @@ def ingest(
 
 def _prepare(
     root: Path,
-    corpus_id: int,
+    corpus_id: int | None,
     format: str,
     source: Source,
     known: dict | None,
@@ -263,18 +270,18 @@ def _prepare(
     """Get one multitrack ready to write: None if nothing changed (or it is rejected), else
     what the metadata says and the facts of its files."""
     if known is not None and known["corpus_id"] != corpus_id:
-        if not (format == IngestFormat.MEDLEYDB and known["format"] == CorpusFormat.MEDLEYDB):
-            summary.rejected.append(
-                (
-                    source.name,
-                    (
-                        f"a multitrack of this name already belongs to corpus {known['corpus']}; "
-                        "rename it to ingest it from here"
-                    ),
-                )
+        # Names are unique across the store. A whole corpus that moved was relocated before
+        # (see _moved_corpus); one multitrack is never moved between corpora on its own.
+        summary.rejected.append(
+            (
+                source.name,
+                f"a multitrack of this name already belongs to corpus {known['corpus']}"
+                + ("" if known["corpus_root"] == known["corpus"] else f" (now at {known['corpus_root']})")
+                + "; rename it to ingest it from here, or if that "
+                f"corpus moved here run 'stemstore corpus relocate {known['corpus_root']} {root}'",
             )
-            return None
-        # A MedleyDB multitrack is the same song wherever the corpus lives: it moved.
+        )
+        return None
     stored_tracks = known["tracks"] if known else {}
     if (
         known is not None
@@ -302,17 +309,71 @@ def _prepare(
 
 
 # -- the store ------------------------------------------------------------------------------------------
-def _corpus_id(store: Store, root: Path, format: str) -> int:
-    """The corpus at ``root`` (its resolved path is its name), created on first ingest."""
+def _corpus_id(store: Store, root: Path, format: str, create: bool = True) -> int | None:
+    """The corpus at ``root``, created (unless not ``create``: None) on first ingest and named by
+    its resolved path then (a corpus relocated since keeps its name; a new one at its old path
+    gets a numbered name)."""
     with store.session() as s:
-        corpus = s.scalar(sa.select(Corpus).where(Corpus.name == str(root)))
+        corpus = s.scalar(sa.select(Corpus).where(Corpus.root == str(root)).order_by(Corpus.id).limit(1))
         if corpus is None:
-            corpus = Corpus(name=str(root), root=str(root), format=format)
+            if not create:
+                return None
+            taken = set(s.scalars(sa.select(Corpus.name).where(Corpus.name.startswith(str(root)))))
+            name = str(root)
+            n = 1
+            while name in taken:
+                n += 1
+                name = f"{root} ({n})"
+            corpus = Corpus(name=name, root=str(root), format=format)
             s.add(corpus)
             s.flush()
         elif corpus.format != format:
             raise StemstoreError(f"{root} was ingested as format {corpus.format}, not {format}")
         return corpus.id
+
+
+def _moved_corpus(
+    store: Store,
+    root: Path,
+    format: str,
+    sources: list[Source],
+    known: dict[str, dict],
+    summary: IngestSummary,
+) -> int | None:
+    """The id of the MedleyDB corpus that moved (or was copied) to ``root``, relocated here;
+    None when this is not such a corpus.
+
+    It is one when no corpus lives at ``root`` yet, every multitrack found here that the store
+    knows belongs to one other MedleyDB corpus, that corpus has no multitrack that is not found
+    here, and either its old root is gone or every metadata file here is unchanged (a copy).
+    """
+    if format != "medleydb" or not known:
+        return None
+    with store.engine.connect() as conn:
+        if conn.execute(sa.select(Corpus.id).where(Corpus.root == str(root))).first() is not None:
+            return None
+    owners = {k["corpus_id"] for k in known.values()}
+    if len(owners) != 1:
+        return None
+    (owner,) = owners
+    some = next(iter(known.values()))
+    if some["format"] != "medleydb":
+        return None
+    with store.engine.connect() as conn:
+        theirs = set(conn.execute(sa.select(Multitrack.name).where(Multitrack.corpus_id == owner)).scalars())
+    if not theirs <= {src.name for src in sources}:
+        return None
+    old_root = some["corpus_root"]
+    hashes = {src.name: src.metadata_hash for src in sources}
+    copied = all(k["metadata_hash"] == hashes[name] for name, k in known.items())
+    if old_root and Path(old_root).exists() and not copied:
+        return None
+    from stemstore.corpus.relocate import move_root
+
+    with store.session() as s:
+        move_root(s.connection(), owner, old_root, str(root))
+    summary.relocated_from = old_root
+    return owner
 
 
 _TRACK_STATE = """
@@ -354,6 +415,7 @@ def _known_multitracks(store: Store, names: list[str]) -> dict[str, dict]:
                     Multitrack.name,
                     Multitrack.corpus_id,
                     Corpus.name.label("corpus"),
+                    Corpus.root.label("corpus_root"),
                     Corpus.format,
                     MultitrackSource.metadata_hash,
                 )

@@ -29,6 +29,28 @@ try:  # libyaml's parser is ~10x faster than the pure-Python one, with the same 
 except AttributeError:  # pragma: no cover
     YamlLoader = yaml.SafeLoader
 
+#: The largest metadata file read: real ones are a few kilobytes, and a huge one would be held
+#: in memory whole.
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+
+
+def load_yaml(text: str, file: Path) -> Any:
+    """The YAML document in ``text`` (read from ``file``), refusing aliases (``*name``).
+
+    An alias repeats what its anchor names without copying it, so a few hundred bytes of
+    nested aliases (a "billion laughs") expand to gigabytes when the fields are stored as JSON:
+    metadata never needs them, so a file using them is :class:`Rejected` before anything is
+    expanded. Other YAML errors propagate as :class:`yaml.YAMLError`.
+    """
+    if len(text) > MAX_METADATA_BYTES:
+        raise Rejected(
+            f"{file}: {len(text)} bytes, more than a metadata file may hold ({MAX_METADATA_BYTES})"
+        )
+    # an alias needs an anchor ('&'), so text without one is parsed once, as usual
+    if "&" in text and any(isinstance(e, yaml.AliasEvent) for e in yaml.parse(text, Loader=YamlLoader)):
+        raise Rejected(f"{file}: uses YAML aliases (*name), which metadata may not; write the values out")
+    return yaml.load(text, Loader=YamlLoader)
+
 
 # -- what the metadata says ------------------------------------------------------------------------
 @dataclass

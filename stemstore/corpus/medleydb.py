@@ -25,13 +25,14 @@ import yaml
 from stemstore.enums import TrackKind
 from stemstore.corpus.manifest import (
     COLUMN_FIELDS,
+    MAX_METADATA_BYTES,
     MIX_CODE,
     MultitrackSpec,
     Rejected,
     Source,
     TrackSpec,
-    YamlLoader,
     join_path,
+    load_yaml,
     jsonable,
 )
 
@@ -61,6 +62,9 @@ def find_sources(root: Path, metadata_dir: Path | None, rejected: list[tuple[str
             continue
         seen[name] = file
         try:
+            if file.stat().st_size > MAX_METADATA_BYTES:
+                rejected.append((str(file), f"more than {MAX_METADATA_BYTES} bytes: not a metadata file"))
+                continue
             data = file.read_bytes()
         except OSError as exc:
             rejected.append((str(file), f"cannot read it: {exc.strerror or exc}"))
@@ -84,7 +88,7 @@ def read_metadata(file: Path, data: bytes | None = None) -> dict[str, Any]:
     """
     try:
         text = (file.read_bytes() if data is None else data).decode("utf-8")
-        meta = yaml.load(text, Loader=YamlLoader)
+        meta = load_yaml(text, file)
     except OSError as exc:
         raise Rejected(f"{file}: cannot read it: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:

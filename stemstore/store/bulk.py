@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from stemstore.errors import StemstoreError
+from stemstore.errors import StemstoreError, check_output_path, write_error
 from stemstore.store.schema import Corpus, Multitrack, Segment, Track, utcnow
 from stemstore.store.connection import Store, instrument_ids
 from stemstore.enums import AudioStatus, CorpusFormat, Role, RunKind, SegmentSource, SegmentStatus, Split
@@ -188,6 +188,8 @@ def read_feature_file(path: Path) -> pd.DataFrame:
     for col in META_COLUMNS:
         if col in raw.columns:
             meta[col] = raw[col].astype("string").fillna("").str.strip()
+            if path.suffix.lower() != ".parquet":
+                meta[col] = unescape_formulas(meta[col])  # as export features wrote them
         else:
             meta[col] = ""
     for col in REQUIRED_COLUMNS:
@@ -212,10 +214,10 @@ def read_feature_file(path: Path) -> pd.DataFrame:
         )
     paired = meta[meta["pair"] != ""]
     if len(paired):
-        per_pair = paired.groupby("pair")["role"].agg(lambda r: r.value_counts().max())
-        if (per_pair > 1).any():
+        per_role = paired.groupby(["pair", "role"]).size()  # vectorised: files hold 100k rows
+        if (per_role > 1).any():
             raise StemstoreError(
-                f"{path}: pair {per_pair[per_pair > 1].index[0]!r} has more than one "
+                f"{path}: pair {per_role[per_role > 1].index[0][0]!r} has more than one "
                 "segment of the same role (a pair is one raw and one stem)"
             )
 
@@ -244,6 +246,39 @@ def read_feature_file(path: Path) -> pd.DataFrame:
     )
 
 
+#: What a spreadsheet takes for the start of a formula in a CSV cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with text cells that a spreadsheet would evaluate (``=1+1``, ``@SUM(..)``)
+    prefixed with ``'``, which spreadsheets show as text. Numbers, and text that is a number
+    (``-1.5``), are left as they are; :func:`unescape_formulas` undoes it."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype.kind not in "OSU" and not isinstance(out[col].dtype, pd.StringDtype):
+            continue
+        text = out[col]
+        risky = text.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_STARTS) and not _is_number(v))
+        if risky.any():
+            out[col] = text.where(~risky, "'" + text.astype(str))
+    return out
+
+
+def unescape_formulas(text: pd.Series) -> pd.Series:
+    """Undo :func:`escape_formulas` on a column of text."""
+    escaped = text.str.startswith("'") & text.str[1:2].isin(list(FORMULA_STARTS))
+    return text.where(~escaped, text.str[1:])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_exact(text: pd.Series) -> np.ndarray:
     """Decimal text to float64 with correct rounding (Python's float(), as repr wrote it)."""
     return np.array([float(v) for v in text.to_numpy()], dtype=np.float64)
@@ -268,9 +303,13 @@ def import_features(store: Store, path: Path) -> ImportSummary:
             corpus = Corpus(name=IMPORT_CORPUS, format=CorpusFormat.IMPORT, root=None)
             s.add(corpus)
             s.flush()
-        # multitracks, then one track per (multitrack, role, instrument), created in bulk
+        # multitracks, then one track per (multitrack, role, instrument), created in bulk.
+        # Stored keys are read whole and matched here, never sent as a list of parameters
+        # (PostgreSQL takes at most 65535, and files hold 100k rows).
         names = list(dict.fromkeys(table["multitrack"]))
-        mt_ids = _ids_by_name(s, names)
+        stored_mts = _multitracks(store, conn)
+        _refuse_ingested_names(path, table, stored_mts, s)
+        mt_ids = dict(zip(stored_mts["name"], stored_mts["id"]))
         new_mts = [n for n in names if n not in mt_ids]
         store.bulk_insert(
             conn,
@@ -284,7 +323,7 @@ def import_features(store: Store, path: Path) -> ImportSummary:
                 }
             ),
         )
-        mt_ids.update(_ids_by_name(s, new_mts))
+        mt_ids = dict(_multitracks(store, conn)[["name", "id"]].itertuples(index=False))
         inst_ids = instrument_ids(s, table["instrument"])
 
         wanted = table[["multitrack", "role", "instrument"]].drop_duplicates()
@@ -294,14 +333,11 @@ def import_features(store: Store, path: Path) -> ImportSummary:
         )
 
         def import_tracks() -> pd.DataFrame:
-            found = pd.DataFrame(
-                s.execute(
-                    sa.select(Track.multitrack_id, Track.code, Track.id).where(
-                        Track.multitrack_id.in_([int(i) for i in wanted["multitrack_id"].unique()]),
-                        Track.code.like("import/%"),
-                    )
-                ).all(),
-                columns=["multitrack_id", "code", "track_id"],
+            found = _read_frame(
+                store,
+                conn,
+                sa.select(Track.multitrack_id, Track.code, Track.id).where(Track.code.like("import/%")),
+                ["multitrack_id", "code", "track_id"],
             )
             return wanted.merge(found, on=["multitrack_id", "code"], how="left")
 
@@ -339,14 +375,13 @@ def import_features(store: Store, path: Path) -> ImportSummary:
 
         def stored_segment_ids() -> np.ndarray:
             """Each row's segment id (NaN where the segment is not stored yet)."""
-            stored = pd.DataFrame(
-                s.execute(
-                    sa.select(Segment.id, Segment.track_id, Segment.pair).where(
-                        Segment.track_id.in_(sorted(set(track_ids.values()))),
-                        Segment.source == SegmentSource.IMPORT,
-                    )
-                ).all(),
-                columns=["segment_id", "track_id", "pair"],
+            stored = _read_frame(
+                store,
+                conn,
+                sa.select(Segment.id, Segment.track_id, Segment.pair).where(
+                    Segment.source == SegmentSource.IMPORT
+                ),
+                ["segment_id", "track_id", "pair"],
             )
             stored["pair"] = stored["pair"].fillna("")
             return keyed.merge(stored, on=["track_id", "pair"], how="left")["segment_id"].to_numpy(
@@ -417,10 +452,55 @@ def import_features(store: Store, path: Path) -> ImportSummary:
     return summary
 
 
-def _ids_by_name(s, names: list[str]) -> dict[str, int]:
-    if not names:
-        return {}
-    return dict(s.execute(sa.select(Multitrack.name, Multitrack.id).where(Multitrack.name.in_(names))).all())
+def _multitracks(store: Store, conn) -> pd.DataFrame:
+    """Every stored multitrack: name, id and its corpus's format."""
+    return _read_frame(
+        store,
+        conn,
+        sa.select(Multitrack.name, Multitrack.id, Corpus.format).join(
+            Corpus, Corpus.id == Multitrack.corpus_id
+        ),
+        ["name", "id", "format"],
+    )
+
+
+def _read_frame(store: Store, conn, query, columns: list[str]) -> pd.DataFrame:
+    """A query's rows as a DataFrame, in ``conn``'s transaction, read through the driver
+    (building 100k rows from SQLAlchemy's row objects takes seconds)."""
+    compiled = str(query.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
+    raw = conn.connection.driver_connection
+    if store.dialect == "duckdb":
+        return raw.execute(compiled).df().set_axis(columns, axis=1)
+    with raw.cursor() as cursor:  # plain tuples: pandas probes SQLAlchemy's rows slowly
+        cursor.execute(compiled)
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+
+def _refuse_ingested_names(path: Path, table: pd.DataFrame, stored: pd.DataFrame, s) -> None:
+    """Imported values need names of their own: a row naming an ingested multitrack, or a pair
+    that ingested audio's segments use, would mix with what the pipeline made from that audio
+    (analyses would then pair and select on the wrong rows)."""
+    ingested = set(stored.loc[stored["format"] != CorpusFormat.IMPORT, "name"])
+    clash = np.flatnonzero(table["multitrack"].isin(ingested).to_numpy())
+    what = "multitrack"
+    if not len(clash):
+        pairs = set(
+            s.execute(
+                sa.select(Segment.pair)
+                .where(Segment.source != SegmentSource.IMPORT, Segment.pair.is_not(None))
+                .distinct()
+            ).scalars()
+        )
+        clash = np.flatnonzero(table["pair"].isin(pairs).to_numpy())
+        what = "pair"
+    if len(clash):
+        i = int(clash[0])
+        where = f"line {i + 2}" if path.suffix.lower() != ".parquet" else f"row {i + 1}"
+        name = table["multitrack" if what == "multitrack" else "pair"].iloc[i]
+        raise StemstoreError(
+            f"{path}: {where}: {what} {name!r} is ingested audio's; imported values need "
+            "multitrack and pair names of their own; nothing was imported"
+        )
 
 
 def stored_values(
@@ -448,15 +528,16 @@ def export_features(
     group: str | None = None,
     instruments: list[str] | None = None,
     features: list[str] | None = None,
+    raw_csv: bool = False,
 ) -> pd.DataFrame:
     """Write a wide file that ``import-features`` reads back bit-exact. Returns what was written.
 
-    By default the columns are the features every selected segment has a value for.
+    By default the columns are the features every selected segment has a value for. In a CSV,
+    text that a spreadsheet would run as a formula is escaped (see :func:`escape_formulas`;
+    ``import-features`` undoes it) unless ``raw_csv``.
     """
-    path = Path(path)
+    path = check_output_path(path, (".csv", ".parquet"))
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise StemstoreError(f"{path}: write .csv or .parquet")
     if not path.parent.is_dir():
         raise StemstoreError(f"{path}: the directory {path.parent} does not exist")
     wide = feature_matrix(store, group=group, instruments=instruments, features=features, complete=True)
@@ -471,9 +552,13 @@ def export_features(
     for optional in ("pair", "split"):
         if out[optional].isna().all():
             out = out.drop(columns=optional)
-    if suffix == ".csv":
-        # %.17g round-trips every float64 exactly
-        out.to_csv(path, index=False, float_format="%.17g", na_rep="nan")
-    else:
-        out.to_parquet(path, index=False)
+    try:
+        if suffix == ".csv":
+            # %.17g round-trips every float64 exactly
+            written = out if raw_csv else escape_formulas(out)
+            written.to_csv(path, index=False, float_format="%.17g", na_rep="nan")
+        else:
+            out.to_parquet(path, index=False)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     return out

@@ -335,13 +335,15 @@ class Store:
     def start_run(
         self, kind: str, *, group: str | None = None, params: dict | None = None, seed: int | None = None
     ) -> int:
-        """Record a run as running, with its parameters, seed and software versions."""
+        """Record a run as running, with its parameters, seed and software versions, and the
+        process that runs it (``params["process"]``: pid and host, so that a run left
+        ``running`` by a killed process can be told from one still at work)."""
         with self.session() as s:
             run = Run(
                 kind=kind,
                 status=RunStatus.RUNNING,
                 group_name=group,
-                params=params or {},
+                params={**(params or {}), "process": {"pid": os.getpid(), "host": platform.node()}},
                 seed=seed,
                 software=software_versions(),
                 catalog_version=catalog.catalog_version(),

@@ -459,3 +459,78 @@ def test_kill_9_mid_ingest_leaves_whole_multitracks_and_rerun_completes(store, d
         "JOIN tracks t ON t.multitrack_id = m.id GROUP BY m.name"
     )
     assert dict(zip(stored["name"], stored["n"])) == expected
+
+
+BOMB = """artist: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+stems: {}
+stem_dir: x
+raw_dir: y
+"""
+
+
+def test_yaml_alias_bomb_is_rejected_and_ingest_goes_on(store, corpus):
+    names = [p.parent.name for p in metadata_files(corpus)]
+    bomb = corpus / names[0] / f"{names[0]}_METADATA.yaml"
+    bomb.write_text(BOMB)
+    summary = ingest(store, corpus)
+    assert summary.rejected == [
+        (names[0], f"{bomb}: uses YAML aliases (*name), which metadata may not; write the values out")
+    ]
+    assert summary.new_multitracks == names[1:]
+
+
+def test_moved_corpus_reingests_from_its_new_place(store, corpus, tmp_path):
+    """On DuckDB too: the corpus's root moves, no key is updated (DuckDB's foreign-key limits)."""
+    assert ingest(store, corpus).ok
+    before = store.read_sql("SELECT id, name, corpus_id FROM multitracks ORDER BY id")
+    moved = Path(shutil.move(corpus, tmp_path / "elsewhere"))
+    summary = ingest(store, moved)
+    assert summary.ok and summary.relocated_from == str(corpus)
+    assert len(summary.unchanged_multitracks) == 3 and not summary.new_multitracks
+    assert store.read_sql("SELECT id, name, corpus_id FROM multitracks ORDER BY id").equals(before)
+    roots = store.read_sql("SELECT root FROM corpora")["root"].tolist()
+    assert roots == [str(moved)]
+    files = store.read_sql("SELECT metadata_file FROM multitracks")["metadata_file"]
+    assert all(f.startswith(str(moved) + "/") for f in files)
+
+
+def test_copied_corpus_reingests_from_the_copy(store, corpus, tmp_path):
+    assert ingest(store, corpus).ok
+    copy = Path(shutil.copytree(corpus, tmp_path / "copy"))
+    summary = ingest(store, copy)
+    assert summary.ok and summary.relocated_from == str(corpus) and len(summary.unchanged_multitracks) == 3
+    assert store.read_sql("SELECT root FROM corpora")["root"].tolist() == [str(copy)]
+
+
+def test_a_second_corpus_with_the_same_names_is_rejected(store, corpus, tmp_path):
+    assert ingest(store, corpus).ok
+    other = Path(shutil.copytree(corpus, tmp_path / "other"))
+    name = first_multitrack(other)
+    edit_metadata(other, name, lambda m: m.__setitem__("genre", "Polka"))
+    summary = ingest(store, other)
+    assert not summary.ok and summary.relocated_from is None
+    reasons = dict(summary.rejected)
+    assert len(reasons) == 3 and "already belongs to corpus" in reasons[name]
+    assert f"stemstore corpus relocate {corpus} {other}" in reasons[name]
+    assert store.read_sql("SELECT root FROM corpora")["root"].tolist() == [str(corpus)]
+
+
+def test_cli_corpus_relocate(store, db_url, corpus, tmp_path):
+    assert ingest(store, corpus).ok
+    store.engine.dispose()
+    moved = Path(shutil.move(corpus, tmp_path / "moved"))
+    result = runner.invoke(app, ["corpus", "relocate", str(corpus), str(moved), "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert f"relocated from {corpus} to {moved}: 3 multitracks" in result.output
+    assert "3 hashed and unchanged" in result.output
+    assert store.read_sql("SELECT root FROM corpora")["root"].tolist() == [str(moved)]
+    summary = ingest(store, moved)
+    assert summary.ok and len(summary.unchanged_multitracks) == 3 and summary.relocated_from is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import pytest
 import sqlalchemy as sa
 
@@ -24,6 +27,8 @@ def test_run_done_with_counts_and_message(store):
         progress["n"] = 3
         run.message = "all fine"
     row = run_row(store, run.id)
+    process = row.params.pop("process")  # who ran it, to tell an interrupted run (below)
+    assert process["pid"] == os.getpid() and process["host"] == platform.node()
     assert (row.kind, row.status, row.group_name, row.params, row.seed) == (
         "extraction",
         "done",
@@ -140,3 +145,25 @@ def test_latest_run_callers_keep_their_stale_rule(store):
     assert latest_regression_run(store, "bass") == regression
     with pytest.raises(StemstoreError, match=f"selection run {current} has an empty f_pred"):
         selection_fpred(store, "bass")
+
+
+def test_a_run_whose_process_is_gone_shows_as_interrupted(store):
+    """kill -9 leaves a run ``running``: status tells it from one a live process holds."""
+    import subprocess
+    import sys
+
+    from stemstore.reports import status
+
+    victim = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+    )
+    held = store.start_run("extraction")
+    gone = store.start_run("ingest")
+    with store.session() as s:
+        row = s.get(Run, gone)
+        row.params = {**row.params, "process": {**row.params["process"], "pid": victim.pid}}
+    victim.kill()
+    victim.wait()
+    runs = status(store)["runs"].set_index("id")["state"]
+    assert runs[held].startswith("running (pid ")
+    assert runs[gone] == f"interrupted (pid {victim.pid} is gone)"
