@@ -62,7 +62,7 @@ def user_errors(fn):
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
-            typer.echo(f"interrupted: {exc or 'nothing half-written was kept'}", err=True)
+            typer.echo(f"interrupted: {str(exc) or 'nothing half-written was kept'}", err=True)
             raise typer.Exit(130) from None
 
     return wrapper

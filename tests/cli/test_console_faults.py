@@ -37,7 +37,9 @@ ENDLESS = {  # a query that would run for hours
 }
 #: An endless result that the database produces row by row (PostgreSQL's generate_series in
 #: FROM is materialised whole before its first row, so a cross join of two short ones).
-ENDLESS_ROWS = "SELECT a.n FROM generate_series(1, 100000) AS a(n) CROSS JOIN generate_series(1, 100000) AS b(m)"
+ENDLESS_ROWS = (
+    "SELECT a.n FROM generate_series(1, 100000) AS a(n) CROSS JOIN generate_series(1, 100000) AS b(m)"
+)
 
 
 def _drop_reader(store: Store) -> None:
@@ -280,7 +282,9 @@ def pg_store(pg_cluster):
 )
 def test_postgresql_engine_refuses(pg_store, sql):
     message = _refused_by_engine(pg_store, sql)
-    assert any(word in message for word in ("permission denied", "read-only transaction", "must be superuser")), message
+    assert any(
+        word in message for word in ("permission denied", "read-only transaction", "must be superuser")
+    ), message
 
 
 def test_postgresql_reader_cannot_terminate_the_owners_sessions(pg_store):
@@ -289,7 +293,7 @@ def test_postgresql_reader_cannot_terminate_the_owners_sessions(pg_store):
     with pg_store.engine.connect() as writer:
         writer_pid = writer.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         message = _refused_by_engine(pg_store, f"SELECT pg_terminate_backend({writer_pid})")
-        assert "permission denied" in message or "must be a member" in message, message
+        assert "permission denied" in message or "must be a" in message, message
         assert writer.exec_driver_sql("SELECT 1").scalar() == 1  # still alive
     with pg_store.engine.connect() as conn:
         role = reader_role(conn.exec_driver_sql("SELECT current_database()").scalar())
@@ -309,7 +313,9 @@ def test_postgresql_dblink_cannot_write(pg_store, pg_cluster):
             conn.exec_driver_sql("CREATE EXTENSION dblink")
         except sa.exc.DBAPIError:
             pytest.skip("PostgreSQL's dblink extension is not installed")
-    target = f"host={pg_cluster.socket_dir} port={pg_cluster.port} user={pg_cluster.user} dbname=console_faults"
+    target = (
+        f"host={pg_cluster.socket_dir} port={pg_cluster.port} user={pg_cluster.user} dbname=console_faults"
+    )
     message = _refused_by_engine(pg_store, f"SELECT dblink_exec('{target}', 'DELETE FROM runs')")
     assert "password is required" in message or "permission denied" in message, message
     assert "leak" not in pg_store.read_sql("SELECT tablename FROM pg_tables")["tablename"].tolist()
@@ -318,7 +324,11 @@ def test_postgresql_dblink_cannot_write(pg_store, pg_cluster):
 def test_init_by_an_owner_who_may_not_create_roles(pg_cluster):
     """init says what an administrator runs; once run, queries work as the reader."""
     admin = psycopg.connect(
-        host=str(pg_cluster.socket_dir), port=pg_cluster.port, user=pg_cluster.user, dbname="postgres", autocommit=True
+        host=str(pg_cluster.socket_dir),
+        port=pg_cluster.port,
+        user=pg_cluster.user,
+        dbname="postgres",
+        autocommit=True,
     )
     with admin:
         admin.execute("DROP DATABASE IF EXISTS owned_store")
@@ -337,7 +347,9 @@ def test_init_by_an_owner_who_may_not_create_roles(pg_cluster):
         admin.execute(admin_sql)
         result = runner.invoke(app, ["init", "--db", url])
         assert result.exit_code == 0 and "read-only role owned_store_reader" in result.output
-        result = runner.invoke(app, ["query", "SELECT current_user AS who, count(*) AS n FROM runs", "-f", "csv", "--db", url])
+        result = runner.invoke(
+            app, ["query", "SELECT current_user AS who, count(*) AS n FROM runs", "-f", "csv", "--db", url]
+        )
         assert result.exit_code == 0, result.output
         assert result.stdout.splitlines() == ["who,n", "owned_store_reader,0"]
 
@@ -356,9 +368,10 @@ SLEEPING = "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
 
 
 def _wait_for_query(db_url: str, backend: str) -> None:
-    """Until the query runs: PostgreSQL shows it in pg_stat_activity; DuckDB gets a moment."""
+    """Until the query runs: PostgreSQL shows it in pg_stat_activity; DuckDB gets the time to
+    start on a busy machine (the query is endless, so waiting long costs only time)."""
     if backend == "duckdb":
-        time.sleep(5)
+        time.sleep(15)
         return
     with Store.open(db_url) as store:
         for _ in range(100):
@@ -399,8 +412,9 @@ def test_csv_streams_rows_as_they_come(cli_store, db_url):
 
 def test_a_huge_result_shows_its_first_rows(store):
     started = time.monotonic()
-    frame = query(store, "SELECT * FROM generate_series(1, 100000000) AS g(n)", limit=5)
-    assert frame["n"].tolist() == [1, 2, 3, 4, 5] and frame.attrs["truncated"]
+    ten_to_the_8 = ENDLESS_ROWS.replace("100000", "10000")
+    frame = query(store, ten_to_the_8, limit=5)
+    assert len(frame) == 5 and frame.attrs["truncated"]
     assert time.monotonic() - started < 10
 
 
