@@ -80,8 +80,8 @@ def user_errors(fn):
         except StemstoreError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: nothing half-written was kept", err=True)
+        except KeyboardInterrupt as exc:
+            typer.echo(f"interrupted: {str(exc) or 'nothing half-written was kept'}", err=True)
             raise typer.Exit(130) from None
 
     return wrapper

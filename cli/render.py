@@ -1,15 +1,21 @@
-"""Rendering DataFrames for the terminal and for other programs."""
+"""Rendering DataFrames for the terminal and for other programs.
+
+Data is printed literally: text that looks like rich markup (``[/]``, ``[bold]``) or an emoji
+code (``:x:``) is shown as it is, never interpreted.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+from collections.abc import Iterable
 from enum import Enum
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Format(str, Enum):
@@ -56,14 +62,43 @@ def render(frame: pd.DataFrame, fmt: Format = Format.table, *, title: str | None
         for col in frame.columns:
             numeric = pd.api.types.is_numeric_dtype(frame[col])
             # long feature names wrap rather than being cut: they are what a reader looks for
-            table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
+            table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
         for row in frame.itertuples(index=False):
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(Text(_cell(v)) for v in row))
         console = Console()
         # in a pipe or a log, wide enough for a feature name per cell
-        console = Console(width=console.width if console.is_terminal else 200)
+        console = Console(
+            width=console.width if console.is_terminal else 200, markup=False, emoji=False, highlight=False
+        )
         if title:
-            console.print(title, style="bold", highlight=False)
+            console.print(Text(title, style="bold"))
         console.print(table)
         if frame.empty:
             print("(no rows)")
+
+
+def render_batches(columns: list[str], frames: Iterable[pd.DataFrame], fmt: Format = Format.table) -> None:
+    """Print a result that arrives in batches: csv and json are written as the batches come
+    (memory stays bounded whatever the size); a table or markdown is printed at the end."""
+    if fmt == Format.csv:
+        from stemstore.store.bulk import escape_formulas
+
+        header = True
+        for frame in frames:
+            (frame if RAW_CSV["on"] else escape_formulas(frame)).to_csv(
+                sys.stdout, index=False, header=header
+            )
+            header = False
+        if header:  # no rows: the header alone
+            pd.DataFrame(columns=columns).to_csv(sys.stdout, index=False)
+    elif fmt == Format.json:
+        separator = "[\n"
+        for frame in frames:
+            for record in json.loads(frame.to_json(orient="records", double_precision=15)):
+                sys.stdout.write(separator + "  " + json.dumps(record))
+                separator = ",\n"
+        sys.stdout.write("[]\n" if separator == "[\n" else "\n]\n")
+    else:
+        parts = list(frames)
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+        render(frame, fmt)

@@ -20,7 +20,7 @@ from .common import (
     open_store,
     user_errors,
 )
-from .render import RAW_CSV, Format, render
+from .render import RAW_CSV, Format, render, render_batches
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -41,6 +41,8 @@ def init(db: DbOption = None) -> None:
             f"store {store.label}: schema {after} ({state}); "
             f"{added['features']} catalog features and {added['groups']} groups added"
         )
+        if added.get("reader"):
+            typer.echo(added["reader"])
 
 
 @groups_app.command("list")
@@ -134,24 +136,32 @@ def query(
     sql: Annotated[str, typer.Argument(help="One read-only SQL statement.")],
     db: DbOption = None,
     fmt: FormatOption = Format.table,
+    limit: Annotated[
+        int, typer.Option(min=0, help="Show at most this many rows (0: all of them).")
+    ] = 1000,  # stemstore.reports.DEFAULT_LIMIT, not imported so that the CLI starts fast
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Stop the query after this many seconds (0: never).")
+    ] = 30.0,  # stemstore.reports.DEFAULT_TIMEOUT
 ) -> None:
     """Run a read-only SQL query over the store's tables and views.
 
-    Anything but a read is refused.
+    Anything but a read is refused, by the parser and by the database: DuckDB opens the file
+    read-only without access to other files, the network or extensions; PostgreSQL runs the
+    query in a read-only transaction as the store's read-only role (made by `stemstore init`).
+    Rows stream: csv and json are written as they arrive. Ctrl-C stops the query.
 
-    Example: `stemstore query "SELECT * FROM table2 WHERE group_name = 'vocal'"`
+    Example: `stemstore query "SELECT * FROM table2 WHERE group_name = 'vocal'" --limit 0`
     """
-    from stemstore.reports import check_read_only, query as run_query
-    from stemstore.store.connection import Store, resolve_url
+    from stemstore.reports import check_read_only, stream_query
+    from stemstore.store.connection import resolve_url
 
-    url = resolve_url(db)
-    if url.startswith("duckdb:"):
+    if resolve_url(db).startswith("duckdb:"):
         check_read_only(sql, "duckdb")  # refuse writes before even opening the file
-        store = Store.open(db, read_only=True)
-    else:
-        store = open_store(db)
-    with store:
-        render(run_query(store, sql), fmt)
+    with open_store(db, read_only=True) as store:
+        with stream_query(store, sql, limit=limit, timeout=timeout or None) as stream:
+            render_batches(stream.columns, stream.frames(), fmt)
+    if stream.truncated:
+        typer.echo(f"(the first {limit} rows; --limit 0 shows all of them)", err=True)
 
 
 @app.command()

@@ -8,16 +8,22 @@ corpus at a glance and the work left for each stage.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-import sqlalchemy as sa
 import pandas as pd
 import sqlglot
 from sqlglot import exp
 
 from stemstore.errors import StemstoreError
-from stemstore.store.connection import Store
+from stemstore.store.connection import QueryConnection, Store
 from stemstore.store.views import report_order, view_names
 from stemstore.enums import TrackKind
 
@@ -45,15 +51,49 @@ _WRITES = (
 )
 
 
-def check_read_only(sql: str, dialect: str) -> None:
-    """Refuse anything but one reading statement, by parsing it (not by matching strings)."""
+#: Functions a query may not call, refused by name before the database sees the statement:
+#: they reach the server's files, the network, other sessions or the session's own role.
+#: The database refuses them too (a read-only role; DuckDB without external access).
+_REFUSED_FUNCTIONS = re.compile(
+    r"set_config|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile\w*"
+    r"|pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|pg_file_\w+|lo_\w+|dblink\w*"
+    r"|read_\w+|glob|sniff_csv|parquet_\w+|\w+_scan|query_table",
+    re.IGNORECASE,
+)
+
+#: Rows a query shows unless told otherwise (``limit=0``: all of them).
+DEFAULT_LIMIT = 1000
+#: Seconds a query may run unless told otherwise (0 or None: no limit).
+DEFAULT_TIMEOUT = 30.0
+
+
+class QueryInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a query; the database was told to stop it too."""
+
+    def __str__(self) -> str:
+        return "the query was stopped"
+
+
+def check_read_only(sql: str, dialect: str) -> exp.Expression:
+    """Refuse anything but one reading statement, by parsing it (not by matching strings).
+
+    Returns the parsed statement."""
+    # sqlglot logs a warning for syntax it does not know; the refusal below says it in one line
+    parser_log = logging.getLogger("sqlglot")
+    level = parser_log.level
+    parser_log.setLevel(logging.ERROR)
     try:
         statements = [
             s for s in sqlglot.parse(sql, read="postgres" if dialect == "postgresql" else dialect) if s
         ]
-    except sqlglot.errors.ParseError as exc:
-        first = str(exc).splitlines()[0]
-        raise StemstoreError(f"cannot parse the query: {first}") from exc
+    except sqlglot.errors.TokenError as exc:
+        raise StemstoreError(
+            f"cannot parse the query: {_first_line(exc)} (a string or quoted name left open?)"
+        ) from exc
+    except sqlglot.errors.SqlglotError as exc:
+        raise StemstoreError(f"cannot parse the query: {_first_line(exc)}") from exc
+    finally:
+        parser_log.setLevel(level)
     if len(statements) != 1:
         raise StemstoreError(f"give exactly one statement (found {len(statements)})")
     statement = statements[0]
@@ -62,23 +102,183 @@ def check_read_only(sql: str, dialect: str) -> None:
     for node in statement.walk():
         if isinstance(node, _WRITES):
             raise StemstoreError(f"refused: query only reads, and this statement contains {node.key.upper()}")
+        if isinstance(node, exp.Func):
+            name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+            if _REFUSED_FUNCTIONS.fullmatch(name or ""):
+                raise StemstoreError(
+                    f"refused: query only reads the store, and {name.lower()}() reaches outside it"
+                )
+    return statement
 
 
-def query(store: Store, sql: str) -> pd.DataFrame:
-    """Run one read-only statement. Parsed first; then run in a read-only transaction on
-    PostgreSQL (DuckDB: the CLI also opens the file read-only)."""
-    check_read_only(sql, store.dialect)
-    with store.engine.connect() as conn:
-        if store.dialect == "postgresql":
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+@dataclass(eq=False)
+class QueryStream:
+    """The rows of a running query, in batches (lists of tuples), as the database gives them.
+
+    ``columns`` are the result's column names; ``truncated`` says rows were left out because
+    of the limit (known once the batches are read)."""
+
+    columns: list[str]
+    batches: Iterator[list[tuple]]
+    limit: int
+    truncated: bool = False
+
+    def __iter__(self) -> Iterator[list[tuple]]:
+        return self.batches
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        for batch in self:
+            yield pd.DataFrame(batch, columns=self.columns)
+
+
+@contextmanager
+def stream_query(
+    store: Store,
+    sql: str,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    batch_rows: int = 1000,
+) -> Iterator[QueryStream]:
+    """Run one read-only statement and stream its rows: at most ``limit`` (0: all), fetched
+    ``batch_rows`` at a time, so memory stays bounded whatever the result's size.
+
+    The statement is parsed and refused unless it only reads (:func:`check_read_only`), then
+    run on :meth:`Store.query_connection`, where the database itself refuses anything else.
+    The database works in a thread of its own, so Ctrl-C stops it at once (it raises
+    :class:`QueryInterrupted`) and ``timeout`` seconds stop it with a one-line error.
+    """
+    statement = check_read_only(sql, store.dialect)
+    with store.query_connection(timeout) as connection:
+        # a SELECT streams through a server-side cursor; SHOW and DESCRIBE give a few rows
+        worker = _QueryWorker(
+            connection, sql, batch_rows, cursor=isinstance(statement, exp.Query), timeout=timeout
+        )
+        worker.start()
         try:
-            result = conn.exec_driver_sql(sql)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-        except sa.exc.DBAPIError as exc:
-            raise StemstoreError(f"the database refused the query: {_first_line(exc.orig)}") from exc
+            columns = worker.next("columns")
+            stream = QueryStream(columns, iter(()), limit)
+            stream.batches = _limited(worker, stream)
+            yield stream
+        except KeyboardInterrupt:
+            worker.stop()
+            raise QueryInterrupted() from None
         finally:
-            conn.rollback()
+            worker.stop()
+
+
+def query(
+    store: Store, sql: str, *, limit: int = DEFAULT_LIMIT, timeout: float | None = DEFAULT_TIMEOUT
+) -> pd.DataFrame:
+    """Run one read-only statement (see :func:`stream_query`); its first ``limit`` rows
+    (0: all) as a DataFrame, with ``attrs["truncated"]`` saying whether rows were left out."""
+    with stream_query(store, sql, limit=limit, timeout=timeout) as stream:
+        rows = [row for batch in stream for row in batch]
+        frame = pd.DataFrame(rows, columns=stream.columns)
+        frame.attrs["truncated"] = stream.truncated
     return frame
+
+
+def _limited(worker: _QueryWorker, stream: QueryStream) -> Iterator[list[tuple]]:
+    left = stream.limit or None
+    while (batch := worker.next("rows")) is not None:
+        if left is not None:
+            if len(batch) >= left:
+                # one row past the limit says whether anything was left out
+                stream.truncated = len(batch) > left or worker.next("rows") is not None
+                yield batch[:left]
+                return
+            left -= len(batch)
+        yield batch
+
+
+class _QueryWorker:
+    """Runs a statement in a thread and hands its rows over a short queue (memory stays bounded).
+
+    The caller's thread stays free for Ctrl-C while the database works."""
+
+    def __init__(
+        self, connection: QueryConnection, sql: str, batch_rows: int, *, cursor: bool, timeout: float | None
+    ) -> None:
+        self.connection, self.sql, self.batch_rows, self.cursor = connection, sql, batch_rows, cursor
+        self.timeout = timeout
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="stemstore-query", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def next(self, kind: str):
+        """The next item of ``kind`` ("columns" or "rows"; None when the rows end)."""
+        while True:
+            try:
+                got, value = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if got == "error":
+                raise self._explain(value)
+            if got == "end":
+                return None
+            return value
+
+    def stop(self) -> None:
+        """Stop the statement if it still runs and wait for the thread."""
+        if not self.thread.is_alive():
+            return
+        self.stopping.set()
+        try:
+            self.connection.interrupt()
+        except Exception:  # noqa: BLE001 - the statement may have ended meanwhile
+            pass
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self.thread.join()
+
+    def _put(self, item: tuple) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in _fetch(self.connection, self.sql, self.batch_rows, self.cursor):
+                if not self._put(item):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._put(("error", exc))
+
+    def _explain(self, exc: BaseException) -> StemstoreError:
+        text = _first_line(exc)
+        if self.connection.timed_out or "statement timeout" in text:
+            return StemstoreError(
+                f"the query ran longer than {self.timeout:g} s and was stopped "
+                "(--timeout SECONDS allows longer, 0 no limit)"
+            )
+        return StemstoreError(f"the database refused the query: {text}")
+
+
+def _fetch(connection: QueryConnection, sql: str, batch_rows: int, server_cursor: bool) -> Iterator[tuple]:
+    """("columns", names) then ("rows", batch) items of the statement's result."""
+    if connection.dialect == "duckdb":
+        cursor = connection.raw
+        cursor.execute(sql)
+        names = [d[0] for d in cursor.description or []]
+    else:
+        cursor = connection.raw.cursor(name="stemstore_query") if server_cursor else connection.raw.cursor()
+        cursor.execute(sql)
+        names = [d.name for d in cursor.description or []]
+    yield "columns", names
+    while batch := cursor.fetchmany(batch_rows):
+        yield "rows", batch
 
 
 def report_names() -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import struct
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,6 +45,13 @@ from stemstore.store.schema import (
 
 DEFAULT_DB = "stemstore.duckdb"
 ENV_DB = "STEMSTORE_DB"
+
+#: DuckDB settings of a store opened read-only: no files, no network, no extensions (so no
+#: ``read_csv('/etc/passwd')``, ATTACH, INSTALL or LOAD), and no statement may change that.
+DUCKDB_READ_ONLY_CONFIG = {"enable_external_access": False, "lock_configuration": True}
+
+#: The databases a store can live in, and what their URLs look like.
+BACKENDS = {"duckdb": "duckdb:///path/to/store.duckdb", "postgresql": "postgresql+psycopg://user@host/db"}
 
 #: The reference study's instrument groups (docs/method.md, section 1).
 DEFAULT_GROUPS: dict[str, list[str]] = {
@@ -106,9 +115,10 @@ def head_revisions() -> set[str]:
 class Store:
     """An open store. Create with :meth:`Store.open`; use as a context manager or call close()."""
 
-    def __init__(self, engine: sa.Engine, url: str) -> None:
+    def __init__(self, engine: sa.Engine, url: str, *, read_only: bool = False) -> None:
         self.engine = engine
         self.url = url
+        self.read_only = read_only
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -125,26 +135,34 @@ class Store:
         ``create`` allows a new DuckDB file; otherwise a missing file is an error, so that a
         typo never silently makes an empty store. ``check_schema`` refuses a store whose
         schema is behind the code (run ``stemstore init`` to upgrade it). ``read_only`` opens
-        a DuckDB file read-only, so the database itself refuses writes.
+        a DuckDB file read-only and without access to anything outside it
+        (:data:`DUCKDB_READ_ONLY_CONFIG`), so the database itself refuses writes, file reads,
+        ATTACH, INSTALL and LOAD. A malformed URL, an unknown or missing driver and an
+        unreachable server are one-line errors.
         """
         url = resolve_url(db)
-        try:
-            sa_url = sa.engine.make_url(url)
-        except sa.exc.ArgumentError as exc:
-            raise StemstoreError(f"not a database URL or path: {db!r}") from exc
-        if sa_url.get_backend_name() == "duckdb" and sa_url.database not in (None, "", ":memory:"):
+        sa_url = parse_url(url)
+        backend = sa_url.get_backend_name()
+        if backend == "duckdb" and sa_url.database not in (None, "", ":memory:"):
             path = Path(sa_url.database)
             if not path.parent.is_dir():
                 raise StemstoreError(f"the store's directory does not exist: {path.parent}")
             if not create and not path.exists():
                 raise StemstoreError(f"no store at {path}: run 'stemstore init' to create one")
         shown = sa_url.render_as_string(hide_password=True)  # messages never show a password
+        connect_args = {}
+        if read_only and backend == "duckdb":
+            connect_args = {"read_only": True, "config": dict(DUCKDB_READ_ONLY_CONFIG)}
         try:
-            connect_args = {"read_only": True} if read_only and sa_url.get_backend_name() == "duckdb" else {}
-            engine = sa.create_engine(url, connect_args=connect_args)
+            engine = sa.create_engine(sa_url, connect_args=connect_args)
+        except ModuleNotFoundError as exc:
+            raise StemstoreError(
+                f"cannot use database {shown}: its driver {exc.name!r} is not installed "
+                f"(a PostgreSQL store's URL starts postgresql+psycopg://)"
+            ) from exc
         except Exception as exc:  # unknown driver names and the like
-            raise StemstoreError(f"cannot use database {shown}: {exc}") from exc
-        store = cls(engine, url)
+            raise StemstoreError(f"cannot use database {shown}: {_first_line(exc)}") from exc
+        store = cls(engine, url, read_only=read_only)
         try:
             with engine.connect():
                 pass
@@ -206,6 +224,7 @@ class Store:
         Safe to run again: it only adds what is missing.
         """
         self.upgrade()
+        reader = self.ensure_reader_role()
         added_features = self._load_catalog()
         added_groups = 0
         with self.session() as s:
@@ -216,7 +235,149 @@ class Store:
                         s, name, members, "default group of the study (docs/method.md, section 1)"
                     )
                     added_groups += 1
-        return {"features": added_features, "groups": added_groups}
+        return {"features": added_features, "groups": added_groups, "reader": reader}
+
+    # -- reading on behalf of a user: stemstore query ------------------------------------
+    def ensure_reader_role(self) -> str | None:
+        """PostgreSQL: make the role ``query`` switches to, ``<database>_reader``, and grant it
+        SELECT on the store's tables and views (now and, by default privileges, later ones).
+
+        The role is a different role from the store's owner and no member of it, so a query
+        can neither write nor signal the owner's sessions (``pg_terminate_backend`` works on
+        sessions of one's own role). Returns what ``init`` tells the user; when the owner may
+        not create roles, the SQL an administrator runs. None on DuckDB.
+        """
+        if self.dialect != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            database, owner, schema = conn.execute(
+                sa.text("SELECT current_database(), current_user, current_schema()")
+            ).one()
+            owner_is_super = conn.execute(
+                sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            ).scalar()
+        reader = reader_role(database)
+        steps = []
+        if not self._role_exists(reader):
+            steps.append(f"CREATE ROLE {_ident(reader)} {READER_ROLE_OPTIONS}")
+        if not owner_is_super and not self._is_member(owner, reader):
+            steps.append(f"GRANT {_ident(reader)} TO {_ident(owner)}")
+        try:
+            with self.engine.begin() as conn:
+                for step in steps:
+                    conn.exec_driver_sql(step)
+        except sa.exc.DBAPIError as exc:
+            return (
+                f"no read-only role for queries ({_first_line(exc)}); an administrator runs: "
+                f"{admin_reader_sql(reader, owner)} then 'stemstore init' again"
+            )
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {_ident(schema)} TO {_ident(reader)}")
+            conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA {_ident(schema)} TO {_ident(reader)}")
+            conn.exec_driver_sql(
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {_ident(schema)} GRANT SELECT ON TABLES TO {_ident(reader)}"
+            )
+        return f"queries run as the read-only role {reader}"
+
+    def _is_member(self, role: str, of: str) -> bool:
+        if not self._role_exists(of):
+            return False
+        with self.engine.connect() as conn:
+            return bool(
+                conn.execute(sa.text("SELECT pg_has_role(:a, :b, 'MEMBER')"), {"a": role, "b": of}).scalar()
+            )
+
+    def _role_exists(self, role: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+            return found.first() is not None
+
+    @contextmanager
+    def query_connection(self, timeout: float | None = None) -> Iterator[QueryConnection]:
+        """A DB-API connection for one user-written read, on which the database itself refuses
+        anything else, and a way to stop it (:meth:`QueryConnection.interrupt`).
+
+        DuckDB: the file opened read-only without external access (:data:`DUCKDB_READ_ONLY_CONFIG`).
+        PostgreSQL: a READ ONLY transaction with ``statement_timeout``, switched to the store's
+        read-only role (:meth:`ensure_reader_role`); a missing or unsafe role is refused.
+        ``timeout`` (seconds; None or 0 for none) stops the statement; on DuckDB a timer
+        interrupts it. Everything is rolled back at the end.
+        """
+        if self.dialect == "duckdb" and not self.read_only:
+            # DuckDB opens a file once per process with one configuration: let go of this
+            # store's own connections and read through a read-only store of the same file
+            self.engine.dispose()
+            try:
+                reader = Store.open(self.url, read_only=True, check_schema=False)
+            except StemstoreError as exc:
+                raise StemstoreError(
+                    f"cannot open the store read-only for the query while this process writes to it ({exc})"
+                ) from exc
+            with reader, reader.query_connection(timeout) as connection:
+                yield connection
+            return
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            try:
+                if self.dialect == "postgresql":
+                    self._enter_reader_role(conn, timeout)
+                    yield QueryConnection(raw, self.dialect, raw.cancel_safe)
+                else:
+                    connection = QueryConnection(raw, self.dialect, raw.interrupt)
+                    timer = None
+                    if timeout:
+                        timer = threading.Timer(timeout, connection.expire)
+                        timer.daemon = True
+                        timer.start()
+                    try:
+                        yield connection
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+            finally:
+                conn.rollback()
+
+    def _enter_reader_role(self, conn: sa.Connection, timeout: float | None) -> None:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int((timeout or 0) * 1000)}")
+        database, session_user = conn.execute(sa.text("SELECT current_database(), session_user")).one()
+        reader = reader_role(database)
+        role = conn.execute(
+            sa.text(
+                "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication "
+                "FROM pg_roles WHERE rolname = :r"
+            ),
+            {"r": reader},
+        ).first()
+        if role is None:
+            raise StemstoreError(
+                f"the store has no read-only role {reader} for queries: run 'stemstore init' as the "
+                f"store's owner, or have an administrator run: {admin_reader_sql(reader, session_user)}"
+            )
+        powers = [
+            name
+            for (name,) in conn.execute(
+                sa.text(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(:names) AND rolname <> :r "
+                    "AND pg_has_role(:r, oid, 'MEMBER') ORDER BY rolname"
+                ),
+                {"names": [session_user, *UNSAFE_READER_MEMBERSHIPS], "r": reader},
+            )
+        ]
+        if role[0] or powers:
+            what = "has administrative attributes" if role[0] else f"is a member of {', '.join(powers)}"
+            raise StemstoreError(
+                f"refused: the read-only role {reader} {what}; an administrator recreates it: "
+                f"DROP ROLE {_ident(reader)}; {admin_reader_sql(reader, session_user)}"
+            )
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(f"SET LOCAL ROLE {_ident(reader)}")
+        except sa.exc.DBAPIError as exc:
+            raise StemstoreError(
+                f"cannot switch to the read-only role {reader} ({_first_line(exc)}): have an "
+                f"administrator run: GRANT {_ident(reader)} TO {_ident(session_user)};"
+            ) from exc
 
     def _load_catalog(self) -> int:
         version = catalog.catalog_version()
@@ -502,6 +663,50 @@ def describe_error(exc: BaseException) -> str:
 
 
 @dataclass(eq=False)
+class QueryConnection:
+    """The DB-API connection of :meth:`Store.query_connection` and how to stop its statement.
+
+    ``interrupt`` may be called from any thread (Ctrl-C, a timer); ``timed_out`` says the
+    timer did it."""
+
+    raw: object
+    dialect: str
+    interrupt: Callable[[], None]
+    timed_out: bool = False
+
+    def expire(self) -> None:
+        self.timed_out = True
+        self.interrupt()
+
+
+#: How ``<database>_reader`` is made: it may log in as nobody and can do nothing but SELECT.
+READER_ROLE_OPTIONS = "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+
+#: Roles the read-only role must not belong to (besides the store's owner): they signal other
+#: sessions or reach the server's files and programs.
+UNSAFE_READER_MEMBERSHIPS = (
+    "pg_signal_backend",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+)
+
+
+def reader_role(database: str) -> str:
+    """The read-only role of a PostgreSQL store: ``<database>_reader`` (at most 63 bytes)."""
+    return f"{database[:56]}_reader"
+
+
+def admin_reader_sql(reader: str, owner: str) -> str:
+    """The SQL an administrator runs when the store's owner may not create the reader role."""
+    return f"CREATE ROLE {_ident(reader)} {READER_ROLE_OPTIONS}; GRANT {_ident(reader)} TO {_ident(owner)};"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(eq=False)
 class RunRecord:
     """The run of a ``with store.run(...)`` block (see :meth:`Store.run`).
 
@@ -601,8 +806,34 @@ def _parse_pg_binary_copy(data: bytes, names: list[str], dtypes: list[str]) -> p
     )
 
 
+def parse_url(url: str) -> sa.engine.URL:
+    """``url`` as a SQLAlchemy URL of a backend a store can live in, or a one-line error."""
+    try:
+        sa_url = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)  # never show a password
+        detail = "its port is not a number" if isinstance(exc, ValueError) else _first_line(exc)
+        raise StemstoreError(f"not a database URL or path: {shown!r}: {detail}") from exc
+    backend = sa_url.get_backend_name()
+    if backend not in BACKENDS:
+        shown = sa_url.render_as_string(hide_password=True)
+        known = ", ".join(BACKENDS.values())
+        raise StemstoreError(f"cannot use database {shown}: a store lives in DuckDB or PostgreSQL ({known})")
+    if sa_url.port is not None and not 0 < sa_url.port < 65536:
+        shown = sa_url.render_as_string(hide_password=True)
+        raise StemstoreError(f"not a database URL: {shown}: port {sa_url.port} is not between 1 and 65535")
+    return sa_url
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message, without SQLAlchemy's ``(driver.Error)`` prefix."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _explain_connect_error(url: str, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = _first_line(exc)
     if "lock" in text.lower():
         return (
             f"the store {url} is in use by another process that is writing to it; "
