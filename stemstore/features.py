@@ -48,6 +48,7 @@ one fixed draw of the same noise.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -320,6 +321,7 @@ class FeatureExtractor:
         self.names = feature_names()
         self._pooled_layout, self._scalar_layout = _catalog_layout()
         self._build_algorithms()
+        self._cutters: dict[tuple[int, int, bool], object] = {}  # FrameCutters by framing
         self._algorithms = [
             value
             for value in vars(self).values()
@@ -451,42 +453,50 @@ class FeatureExtractor:
 
     # -- framing -------------------------------------------------------------------------------
 
-    def _frames(
-        self,
-        audio: np.ndarray,
-        frame_size: int,
-        hop_size: int,
-        start_from_zero: bool,
-        silent_noise: bool = True,
-    ):
-        """Essentia FrameCutter frames; with ``silent_noise`` silent ones get -100 dB noise.
+    def _cut(
+        self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool
+    ) -> list[np.ndarray]:
+        """Every Essentia FrameCutter frame of ``audio`` (what ``FrameGenerator`` yields).
+
+        One FrameCutter per framing, built once and reset here, called through its C++ entry
+        point: ``FrameGenerator`` builds a new cutter and converts the whole segment again
+        for every frame.
+        """
+        cutter = self._cutters.get((frame_size, hop_size, start_from_zero))
+        if cutter is None:
+            cutter = self._cutters[(frame_size, hop_size, start_from_zero)] = es.FrameCutter(
+                frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
+            )
+        cutter.reset()
+        cut = _direct(cutter)
+        frames = []
+        while (frame := cut(audio)).size:
+            frames.append(frame)
+        return frames
+
+    def _with_silent_noise(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """``frames`` with silent ones replaced by a copy plus -100 dB noise.
 
         The noise generator is reseeded for every pass, so a frame's noise depends only on the
         segment, never on what was extracted before it. (Essentia's own streaming FrameCutter
         seeds it at random, so the study's values on silent frames are not reproducible.)
         """
-        if not silent_noise:
-            yield from es.FrameGenerator(
-                audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
-            )
-            return
         self.noise.configure(level=-100, fixSeed=True)  # reseeds; reset() would not
-        is_silent, add_noise = essentia.isSilent, self.noise
+        is_silent, add_noise = essentia.isSilent, _direct(self.noise)
         # Essentia's isSilent decides (instant power below -100 dB); the cheap numpy check in
         # front only spares the call for frames clearly louder than that, i.e. nearly all.
-        clearly_loud = frame_size * 1e-9
-        for frame in es.FrameGenerator(
-            audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
-        ):
-            if np.dot(frame, frame) < clearly_loud and is_silent(frame):
-                frame = add_noise(frame)
-            yield frame
+        clearly_loud = frames[0].size * 1e-9 if frames else 0.0
+        return [
+            add_noise(frame) if np.dot(frame, frame) < clearly_loud and is_silent(frame) else frame
+            for frame in frames
+        ]
 
     # -- per-frame descriptor groups -------------------------------------------------------------
 
-    def _lowlevel(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name."""
-        frames = list(self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False))
+    def _lowlevel(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name.
+
+        ``frames``: the 2048/1024 frames, silent ones with noise."""
         n = len(frames)
         scalars = np.full((n, len(_LOWLEVEL_SCALARS)), np.nan)
         col = _LOWLEVEL_COLUMN
@@ -581,14 +591,14 @@ class FeatureExtractor:
         out.update(bark_loudness_descriptors(barkbands))
         return out
 
-    def _hann(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """Spectral entropy and mel-band shape of Hann-window 2048/1024 frames."""
+    def _hann(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Spectral entropy and mel-band shape of Hann-window 2048/1024 frames (plain frames)."""
         window, spectrum = _direct(self.hann_window), _direct(self.hann_spectrum)
         mel_bands, moments = _direct(self.mel_bands), _direct(self.mel_moments)
         entropy, crest, flatness_db = _direct(self.entropy), _direct(self.crest), _direct(self.flatness_db)
         shape = _direct(self.distribution_shape)
         rows = []
-        for frame in self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False, silent_noise=False):
+        for frame in frames:
             spec = spectrum(window(frame))
             bands = mel_bands(spec)
             rows.append((entropy(spec), crest(bands), flatness_db(bands), *shape(moments(bands))))
@@ -603,14 +613,15 @@ class FeatureExtractor:
         )
         return {name: table[:, k] for k, name in enumerate(names)}
 
-    def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """HPCP (36 bins) per 4096/2048 frame, referenced to the segment's estimated tuning
-        frequency, with its crest and entropy (both 0 on an all-zero profile, as Essentia)."""
+    def _tonal(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """HPCP (36 bins) per 4096/2048 frame (silent ones with noise), referenced to the
+        segment's estimated tuning frequency, with its crest and entropy (both 0 on an all-zero
+        profile, as Essentia)."""
         window, spectrum = _direct(self.tonal_window), _direct(self.tonal_spectrum)
         tuning_peaks, tuning = _direct(self.tuning_peaks), _direct(self.tuning_frequency)
         spectra = []
         tuning_hz = HPCP_REFERENCE_HZ
-        for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
+        for frame in frames:
             spec = spectrum(window(frame))
             spectra.append(spec)
             tuning_hz, _cents = tuning(*tuning_peaks(spec))  # a running estimate: keep the last
@@ -624,22 +635,23 @@ class FeatureExtractor:
             hpcps[i], crests[i], entropies[i] = hpcp, crest(hpcp), entropy(hpcp)
         return {"tonal.hpcp": hpcps, "tonal.hpcp_crest": crests, "tonal.hpcp_entropy": entropies}
 
-    def _dynamics(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness."""
+    def _dynamics(
+        self, frames: list[np.ndarray], long_frames: list[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness.
+
+        ``frames``, ``long_frames``: the plain 4096/2048 and 2-s/1-s frames."""
         larm, leq, loudness = _direct(self.larm), _direct(self.leq), _direct(self.loudness)
         vickers, rms = _direct(self.loudness_vickers), _direct(self.rms)
-        rows = [
-            (larm(f), leq(f), loudness(f), vickers(f), rms(f))
-            for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, False, silent_noise=False)
-        ]
+        rows = [(larm(f), leq(f), loudness(f), vickers(f), rms(f)) for f in frames]
         short = np.array(rows, dtype=np.float64).reshape(-1, 5)
         complexity, complexity_loudness = [], []
-        for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True, silent_noise=False):
+        for frame in long_frames:
             value, window_loudness = self.dynamic_complexity(frame)
             complexity.append(value)
             complexity_loudness.append(window_loudness)
         # The Extractor's level curve (LevelExtractor) frames with its noise on silent frames.
-        level = [loudness(frame) for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True)]
+        level = [loudness(frame) for frame in self._with_silent_noise(long_frames)]
         pooled = {
             "dynamic.larm": short[:, 0],
             "dynamic.leq": short[:, 1],
@@ -651,9 +663,12 @@ class FeatureExtractor:
         }
         return pooled, average_loudness(np.array(level))
 
-    def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    def _rhythm(
+        self, audio: np.ndarray, onset_frames: list[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
         """Beat, BPM-histogram and onset descriptors of the whole segment, as the Extractor's
-        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness."""
+        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness;
+        ``onset_frames`` are the plain 1024/512 frames of the onset rate."""
         _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
         histogram = self.bpm_histogram(intervals)
         pooled = {
@@ -680,9 +695,9 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        return pooled, self._onset_rate(audio)
+        return pooled, self._onset_rate(onset_frames, audio.size)
 
-    def _onset_rate(self, audio: np.ndarray) -> float:
+    def _onset_rate(self, frames: list[np.ndarray], n_samples: int) -> float:
         """Onsets per second as the Extractor counts them.
 
         The Extractor runs the streaming OnsetRate, whose frames are centred on sample 0
@@ -694,14 +709,14 @@ class FeatureExtractor:
         window, fft, polar = _direct(self.onset_window), _direct(self.onset_fft), _direct(self.onset_polar)
         hfc, complex_domain = _direct(self.onset_hfc), _direct(self.onset_complex)
         detections = []
-        for frame in self._frames(audio, ONSET_FRAME, ONSET_HOP, False, silent_noise=False):
+        for frame in frames:
             magnitude, phase = polar(fft(window(frame)))
             detections.append((hfc(magnitude, phase), complex_domain(magnitude, phase)))
         if not detections:
             return 0.0
         matrix = np.ascontiguousarray(np.array(detections, dtype=np.float32).T)
         onsets = self.onsets(matrix, np.ones(2, dtype=np.float32))
-        return len(onsets) / audio.size * self.sample_rate
+        return len(onsets) / n_samples * self.sample_rate
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
@@ -765,14 +780,21 @@ class FeatureExtractor:
         for algorithm in self._algorithms:
             algorithm.reset()
 
+        # Each framing is cut once and shared by the passes that read it: 2048/1024 by the
+        # low-level and Hann passes, 4096/2048 by tonal and dynamics, 2-s/1-s by dynamic
+        # complexity and the level curve. No pass modifies a frame in place.
+        frames = functools.cache(functools.partial(self._cut, signal))
         pooled: dict[str, np.ndarray] = {}
         scalars: dict[str, float] = {}
-        pooled.update(self._lowlevel(signal))
-        pooled.update(self._hann(signal))
-        pooled.update(self._tonal(signal))
-        dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(signal)
+        lowlevel_frames = frames(LOWLEVEL_FRAME, LOWLEVEL_HOP, False)
+        pooled.update(self._lowlevel(self._with_silent_noise(lowlevel_frames)))
+        pooled.update(self._hann(lowlevel_frames))
+        pooled.update(self._tonal(self._with_silent_noise(frames(TONAL_FRAME, TONAL_HOP, False))))
+        dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(
+            frames(DYNAMICS_FRAME, DYNAMICS_HOP, False), frames(LONG_FRAME, LONG_HOP, True)
+        )
         pooled.update(dynamics)
-        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal)
+        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal, frames(ONSET_FRAME, ONSET_HOP, False))
         pooled.update(rhythm)
         scalars.update(self._temporal(signal))
         scalars.update(self._pitch_curve(pooled["lowLevel.pitch"]))
