@@ -48,6 +48,7 @@ one fixed draw of the same noise.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -228,43 +229,6 @@ def _catalog_layout() -> tuple[dict[str, _PooledLayout], dict[str, int]]:
 # The extractor
 # --------------------------------------------------------------------------------------------
 
-#: The one-value-per-frame descriptors of the 2048/1024 frames: the columns of one
-#: (frames x descriptors) table, filled frame by frame.
-_LOWLEVEL_SCALARS = (
-    "lowLevel.silence_rate_20dB",
-    "lowLevel.silence_rate_30dB",
-    "lowLevel.silence_rate_60dB",
-    "lowLevel.zerocrossingrate",
-    "lowLevel.spectral_energy",
-    "lowLevel.spectral_energyband_low",
-    "lowLevel.spectral_energyband_middle_low",
-    "lowLevel.spectral_energyband_middle_high",
-    "lowLevel.spectral_energyband_high",
-    "lowLevel.hfc",
-    "lowLevel.spectral_rms",
-    "lowLevel.spectral_flux",
-    "lowLevel.spectral_rolloff",
-    "lowLevel.spectral_strongpeak",
-    "lowLevel.spectral_decrease",
-    "lowLevel.spectral_complexity",
-    "lowLevel.pitch",
-    "lowLevel.pitch_instantaneous_confidence",
-    "lowLevel.pitch_salience",
-    "lowLevel.spectral_crest",
-    "lowLevel.spectral_flatness_db",
-    "lowLevel.barkbands_spread",
-    "lowLevel.barkbands_skewness",
-    "lowLevel.barkbands_kurtosis",
-    "lowLevel.spectral_centroid",
-    "lowLevel.spectral_spread",
-    "lowLevel.spectral_skewness",
-    "lowLevel.spectral_kurtosis",
-    "lowLevel.dissonance",
-    "sfx.inharmonicity",
-    "sfx.oddtoevenharmonicenergyratio",
-)
-_LOWLEVEL_COLUMN = {name: column for column, name in enumerate(_LOWLEVEL_SCALARS)}
-
 
 def _direct(algorithm):
     """The C++ compute of an essentia.standard algorithm, without the Python wrapper.
@@ -275,6 +239,23 @@ def _direct(algorithm):
     what Essentia takes, so the conversion is skipped. Same algorithm, same results.
     """
     return algorithm.__compute__
+
+
+def _each(algorithm, inputs: list) -> list:
+    """``algorithm`` on every input in turn (see :func:`_direct`).
+
+    The frame passes run one algorithm over all of a segment's frames before the next
+    algorithm, rather than every algorithm on one frame: each algorithm's tables and buffers
+    stay in the CPU caches (about 10% faster). Every algorithm still sees its frames in order,
+    so stateful ones (Flux, TuningFrequency, OnsetDetection, ...) give the same values.
+    """
+    compute = _direct(algorithm)
+    return [compute(x) for x in inputs]
+
+
+def _columns(names: tuple[str, ...], rows: list[tuple]) -> dict[str, tuple]:
+    """Split one multi-output algorithm's per-frame results into one sequence per output."""
+    return dict(zip(names, zip(*rows), strict=True))
 
 
 class FeatureExtractor:
@@ -291,6 +272,7 @@ class FeatureExtractor:
         self.names = feature_names()
         self._pooled_layout, self._scalar_layout = _catalog_layout()
         self._build_algorithms()
+        self._cutters: dict[tuple[int, int, bool], object] = {}  # FrameCutters by framing
         self._algorithms = [
             value
             for value in vars(self).values()
@@ -422,209 +404,194 @@ class FeatureExtractor:
 
     # -- framing -------------------------------------------------------------------------------
 
-    def _frames(
-        self,
-        audio: np.ndarray,
-        frame_size: int,
-        hop_size: int,
-        start_from_zero: bool,
-        silent_noise: bool = True,
-    ):
-        """Essentia FrameCutter frames; with ``silent_noise`` silent ones get -100 dB noise.
+    def _cut(
+        self, audio: np.ndarray, frame_size: int, hop_size: int, start_from_zero: bool
+    ) -> list[np.ndarray]:
+        """Every Essentia FrameCutter frame of ``audio`` (what ``FrameGenerator`` yields).
+
+        One FrameCutter per framing, built once and reset here, called through its C++ entry
+        point: ``FrameGenerator`` builds a new cutter and converts the whole segment again
+        for every frame.
+        """
+        cutter = self._cutters.get((frame_size, hop_size, start_from_zero))
+        if cutter is None:
+            cutter = self._cutters[(frame_size, hop_size, start_from_zero)] = es.FrameCutter(
+                frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
+            )
+        cutter.reset()
+        cut = _direct(cutter)
+        frames = []
+        while (frame := cut(audio)).size:
+            frames.append(frame)
+        return frames
+
+    def _with_silent_noise(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """``frames`` with silent ones replaced by a copy plus -100 dB noise.
 
         The noise generator is reseeded for every pass, so a frame's noise depends only on the
         segment, never on what was extracted before it. (Essentia's own streaming FrameCutter
         seeds it at random, so the study's values on silent frames are not reproducible.)
         """
-        if not silent_noise:
-            yield from es.FrameGenerator(
-                audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
-            )
-            return
         self.noise.configure(level=-100, fixSeed=True)  # reseeds; reset() would not
-        is_silent, add_noise = essentia.isSilent, self.noise
+        is_silent, add_noise = essentia.isSilent, _direct(self.noise)
         # Essentia's isSilent decides (instant power below -100 dB); the cheap numpy check in
         # front only spares the call for frames clearly louder than that, i.e. nearly all.
-        clearly_loud = frame_size * 1e-9
-        for frame in es.FrameGenerator(
-            audio, frameSize=frame_size, hopSize=hop_size, startFromZero=start_from_zero
-        ):
-            if np.dot(frame, frame) < clearly_loud and is_silent(frame):
-                frame = add_noise(frame)
-            yield frame
+        clearly_loud = frames[0].size * 1e-9 if frames else 0.0
+        return [
+            add_noise(frame) if np.dot(frame, frame) < clearly_loud and is_silent(frame) else frame
+            for frame in frames
+        ]
 
     # -- per-frame descriptor groups -------------------------------------------------------------
 
-    def _lowlevel(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name."""
-        frames = list(self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False))
-        n = len(frames)
-        scalars = np.full((n, len(_LOWLEVEL_SCALARS)), np.nan)
-        col = _LOWLEVEL_COLUMN
-        barkbands = np.empty((n, N_BARK_BANDS))
-        mfcc = np.empty((n, 13))
-        sccoeffs = np.empty((n, 6))
-        scvalleys = np.empty((n, 6))
-        tristimulus = np.full((n, 3), np.nan)
+    def _lowlevel(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every 2048/1024 frame descriptor, as (frames x dims) arrays keyed by catalog name.
 
-        # Bound C++ entry points: this loop runs ~430 times per segment with ~40 calls each,
-        # and every argument is already what Essentia takes (see _direct).
-        silence_rate, zcr = _direct(self.silence_rate), _direct(self.zcr)
-        window, spectrum = _direct(self.window), _direct(self.spectrum)
-        mfcc_algo = _direct(self.mfcc)
-        shape, crest = _direct(self.distribution_shape), _direct(self.crest)
-        flatness_db, energy = _direct(self.flatness_db), _direct(self.energy)
-        band_low, band_mid_low, band_mid_high, band_high = (_direct(b) for b in self.energy_bands)
-        hfc, rms, flux = _direct(self.hfc), _direct(self.rms), _direct(self.flux)
-        rolloff, strong_peak = _direct(self.rolloff), _direct(self.strong_peak)
-        decrease, centroid = _direct(self.decrease), _direct(self.centroid)
-        complexity, pitch_yin = _direct(self.spectral_complexity), _direct(self.pitch_yin)
-        salience, contrast = _direct(self.pitch_salience), _direct(self.contrast)
-        bark_algo, bark_moments = _direct(self.bark_bands), _direct(self.bark_moments)
-        spectrum_moments = _direct(self.spectrum_moments)
-        harmonic_input_peaks, dissonance_peaks = (
-            _direct(self.harmonic_input_peaks),
-            _direct(self.dissonance_peaks),
+        ``frames``: the 2048/1024 frames, silent ones with noise."""
+        spectra = _each(self.spectrum, _each(self.window, frames))  # read by every spectral algorithm
+        powers = [spec * spec for spec in spectra]
+        barkbands = _each(self.bark_bands, spectra)
+        pitch, pitch_confidence = zip(*_each(self.pitch_yin, spectra))
+        shape = self.distribution_shape
+        out = _columns(
+            ("lowLevel.silence_rate_20dB", "lowLevel.silence_rate_30dB", "lowLevel.silence_rate_60dB"),
+            _each(self.silence_rate, frames),
         )
-        dissonance, harmonic_peaks = _direct(self.dissonance), _direct(self.harmonic_peaks)
-        inharmonicity, tristimulus_algo = _direct(self.inharmonicity), _direct(self.tristimulus)
-        odd_to_even = _direct(self.odd_to_even)
-
-        for i, frame in enumerate(frames):
-            row = scalars[i]
+        out["lowLevel.zerocrossingrate"] = _each(self.zcr, frames)
+        # MFCC: all 13 coefficients; the catalog's indices 1..12 pick coefficients 1..12.
+        out["lowLevel.mfcc"] = [coefficients for _bands, coefficients in _each(self.mfcc, spectra)]
+        out["lowLevel.spectral_energy"] = _each(self.energy, spectra)
+        for name, band in zip(
             (
-                row[col["lowLevel.silence_rate_20dB"]],
-                row[col["lowLevel.silence_rate_30dB"]],
-                row[col["lowLevel.silence_rate_60dB"]],
-            ) = silence_rate(frame)
-            row[col["lowLevel.zerocrossingrate"]] = zcr(frame)
-            spec = spectrum(window(frame))  # the one spectrum every spectral algorithm reads
-            power = spec * spec
-            _mel, mfcc[i] = mfcc_algo(spec)
-            row[col["lowLevel.spectral_energy"]] = energy(spec)
-            row[col["lowLevel.spectral_energyband_low"]] = band_low(spec)
-            row[col["lowLevel.spectral_energyband_middle_low"]] = band_mid_low(spec)
-            row[col["lowLevel.spectral_energyband_middle_high"]] = band_mid_high(spec)
-            row[col["lowLevel.spectral_energyband_high"]] = band_high(spec)
-            row[col["lowLevel.hfc"]] = hfc(spec)
-            row[col["lowLevel.spectral_rms"]] = rms(spec)
-            row[col["lowLevel.spectral_flux"]] = flux(spec)
-            row[col["lowLevel.spectral_rolloff"]] = rolloff(spec)
-            row[col["lowLevel.spectral_strongpeak"]] = strong_peak(spec)
-            row[col["lowLevel.spectral_decrease"]] = decrease(power)
-            row[col["lowLevel.spectral_complexity"]] = complexity(spec)
-            pitch, confidence = pitch_yin(spec)
-            row[col["lowLevel.pitch"]] = pitch
-            row[col["lowLevel.pitch_instantaneous_confidence"]] = confidence
-            row[col["lowLevel.pitch_salience"]] = salience(spec)
-            bark = bark_algo(spec)
-            barkbands[i] = bark
-            row[col["lowLevel.spectral_crest"]] = crest(bark)  # the Extractor's crest is of Bark bands
-            row[col["lowLevel.spectral_flatness_db"]] = flatness_db(bark)
-            (
-                row[col["lowLevel.barkbands_spread"]],
-                row[col["lowLevel.barkbands_skewness"]],
-                row[col["lowLevel.barkbands_kurtosis"]],
-            ) = shape(bark_moments(bark))
-            row[col["lowLevel.spectral_centroid"]] = centroid(power)
-            (
-                row[col["lowLevel.spectral_spread"]],
-                row[col["lowLevel.spectral_skewness"]],
-                row[col["lowLevel.spectral_kurtosis"]],
-            ) = shape(spectrum_moments(spec))
-            row[col["lowLevel.dissonance"]] = dissonance(*dissonance_peaks(spec))
-            sccoeffs[i], scvalleys[i] = contrast(spec)
-            freqs, mags = harmonic_input_peaks(spec)
-            try:
-                h_freqs, h_mags = harmonic_peaks(freqs, mags, pitch)
-                row[col["sfx.inharmonicity"]] = inharmonicity(h_freqs, h_mags)
-                row[col["sfx.oddtoevenharmonicenergyratio"]] = odd_to_even(h_freqs, h_mags)
-                tristimulus[i] = tristimulus_algo(h_freqs, h_mags)
-            except RuntimeError:
-                pass  # left NaN: Essentia rejected this frame's harmonic peaks
-
-        out = {name: scalars[:, k] for k, name in enumerate(_LOWLEVEL_SCALARS)}
+                "lowLevel.spectral_energyband_low",
+                "lowLevel.spectral_energyband_middle_low",
+                "lowLevel.spectral_energyband_middle_high",
+                "lowLevel.spectral_energyband_high",
+            ),
+            self.energy_bands,
+        ):
+            out[name] = _each(band, spectra)
+        out["lowLevel.hfc"] = _each(self.hfc, spectra)
+        out["lowLevel.spectral_rms"] = _each(self.rms, spectra)
+        out["lowLevel.spectral_flux"] = _each(self.flux, spectra)
+        out["lowLevel.spectral_rolloff"] = _each(self.rolloff, spectra)
+        out["lowLevel.spectral_strongpeak"] = _each(self.strong_peak, spectra)
+        out["lowLevel.spectral_decrease"] = _each(self.decrease, powers)
+        out["lowLevel.spectral_complexity"] = _each(self.spectral_complexity, spectra)
+        out["lowLevel.pitch"] = pitch
+        out["lowLevel.pitch_instantaneous_confidence"] = pitch_confidence
+        out["lowLevel.pitch_salience"] = _each(self.pitch_salience, spectra)
         out["lowLevel.barkbands"] = barkbands
-        out["lowLevel.mfcc"] = mfcc  # catalog indices 1..12 pick coefficients 1..12
-        out["lowLevel.sccoeffs"] = sccoeffs
-        out["lowLevel.scvalleys"] = scvalleys
-        out["sfx.tristimulus"] = tristimulus
-        out.update(bark_loudness_descriptors(barkbands))
+        out["lowLevel.spectral_crest"] = _each(self.crest, barkbands)  # the Extractor's: of Bark bands
+        out["lowLevel.spectral_flatness_db"] = _each(self.flatness_db, barkbands)
+        out.update(
+            _columns(
+                ("lowLevel.barkbands_spread", "lowLevel.barkbands_skewness", "lowLevel.barkbands_kurtosis"),
+                _each(shape, _each(self.bark_moments, barkbands)),
+            )
+        )
+        out["lowLevel.spectral_centroid"] = _each(self.centroid, powers)
+        out.update(
+            _columns(
+                ("lowLevel.spectral_spread", "lowLevel.spectral_skewness", "lowLevel.spectral_kurtosis"),
+                _each(shape, _each(self.spectrum_moments, spectra)),
+            )
+        )
+        dissonance = _direct(self.dissonance)
+        out["lowLevel.dissonance"] = [dissonance(*peaks) for peaks in _each(self.dissonance_peaks, spectra)]
+        out.update(_columns(("lowLevel.sccoeffs", "lowLevel.scvalleys"), _each(self.contrast, spectra)))
+        out.update(self._harmonics(_each(self.harmonic_input_peaks, spectra), pitch))
+        out = {name: np.array(values, dtype=np.float64) for name, values in out.items()}
+        out.update(bark_loudness_descriptors(out["lowLevel.barkbands"]))
         return out
 
-    def _hann(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """Spectral entropy and mel-band shape of Hann-window 2048/1024 frames."""
-        window, spectrum = _direct(self.hann_window), _direct(self.hann_spectrum)
-        mel_bands, moments = _direct(self.mel_bands), _direct(self.mel_moments)
-        entropy, crest, flatness_db = _direct(self.entropy), _direct(self.crest), _direct(self.flatness_db)
-        shape = _direct(self.distribution_shape)
-        rows = []
-        for frame in self._frames(audio, LOWLEVEL_FRAME, LOWLEVEL_HOP, False, silent_noise=False):
-            spec = spectrum(window(frame))
-            bands = mel_bands(spec)
-            rows.append((entropy(spec), crest(bands), flatness_db(bands), *shape(moments(bands))))
-        table = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        names = (
-            "lowLevel.spectral_entropy",
-            "lowLevel.melbands_crest",
-            "lowLevel.melbands_flatness_db",
-            "lowLevel.melbands_spread",
-            "lowLevel.melbands_skewness",
-            "lowLevel.melbands_kurtosis",
-        )
-        return {name: table[:, k] for k, name in enumerate(names)}
-
-    def _tonal(self, audio: np.ndarray) -> dict[str, np.ndarray]:
-        """HPCP (36 bins) per 4096/2048 frame, referenced to the segment's estimated tuning
-        frequency, with its crest and entropy (both 0 on an all-zero profile, as Essentia)."""
-        window, spectrum = _direct(self.tonal_window), _direct(self.tonal_spectrum)
-        tuning_peaks, tuning = _direct(self.tuning_peaks), _direct(self.tuning_frequency)
-        spectra = []
-        tuning_hz = HPCP_REFERENCE_HZ
-        for frame in self._frames(audio, TONAL_FRAME, TONAL_HOP, False):
-            spec = spectrum(window(frame))
-            spectra.append(spec)
-            tuning_hz, _cents = tuning(*tuning_peaks(spec))  # a running estimate: keep the last
-        self.hpcp.configure(**self._hpcp_params(tuning_hz))
-        peaks, hpcp_algo = _direct(self.tonal_peaks), _direct(self.hpcp)
-        crest, entropy = _direct(self.crest), _direct(self.entropy)
-        hpcps = np.empty((len(spectra), HPCP_SIZE))
-        crests, entropies = np.empty(len(spectra)), np.empty(len(spectra))
-        for i, spec in enumerate(spectra):
-            hpcp = hpcp_algo(*peaks(spec))
-            hpcps[i], crests[i], entropies[i] = hpcp, crest(hpcp), entropy(hpcp)
-        return {"tonal.hpcp": hpcps, "tonal.hpcp_crest": crests, "tonal.hpcp_entropy": entropies}
-
-    def _dynamics(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-        """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness."""
-        larm, leq, loudness = _direct(self.larm), _direct(self.leq), _direct(self.loudness)
-        vickers, rms = _direct(self.loudness_vickers), _direct(self.rms)
-        rows = [
-            (larm(f), leq(f), loudness(f), vickers(f), rms(f))
-            for f in self._frames(audio, DYNAMICS_FRAME, DYNAMICS_HOP, False, silent_noise=False)
-        ]
-        short = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        complexity, complexity_loudness = [], []
-        for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True, silent_noise=False):
-            value, window_loudness = self.dynamic_complexity(frame)
-            complexity.append(value)
-            complexity_loudness.append(window_loudness)
-        # The Extractor's level curve (LevelExtractor) frames with its noise on silent frames.
-        level = [loudness(frame) for frame in self._frames(audio, LONG_FRAME, LONG_HOP, True)]
-        pooled = {
-            "dynamic.larm": short[:, 0],
-            "dynamic.leq": short[:, 1],
-            "dynamic.loudness": short[:, 2],
-            "dynamic.loudness_vickers": short[:, 3],
-            "dynamic.rms": short[:, 4],
-            "dynamic.dynamic_complexity": np.array(complexity, dtype=np.float64),
-            "dynamic.dynamic_complexity_loudness": np.array(complexity_loudness, dtype=np.float64),
+    def _harmonics(self, peaks: list, pitch: tuple) -> dict[str, list]:
+        """Inharmonicity, odd-to-even energy ratio and tristimulus of each frame's harmonic
+        peaks; NaN on frames whose harmonic peaks Essentia rejects."""
+        harmonic_peaks, inharmonicity = _direct(self.harmonic_peaks), _direct(self.inharmonicity)
+        odd_to_even, tristimulus = _direct(self.odd_to_even), _direct(self.tristimulus)
+        out: dict[str, list] = {
+            "sfx.inharmonicity": [],
+            "sfx.oddtoevenharmonicenergyratio": [],
+            "sfx.tristimulus": [],
         }
+        for (freqs, mags), frame_pitch in zip(peaks, pitch):
+            values = [math.nan, math.nan, np.full(3, np.nan)]
+            try:
+                h_freqs, h_mags = harmonic_peaks(freqs, mags, frame_pitch)
+                values[0] = inharmonicity(h_freqs, h_mags)
+                values[1] = odd_to_even(h_freqs, h_mags)
+                values[2] = tristimulus(h_freqs, h_mags)
+            except RuntimeError:
+                pass  # left NaN from here on: Essentia rejected this frame's harmonic peaks
+            for column, value in zip(out.values(), values):
+                column.append(value)
+        return out
+
+    def _hann(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Spectral entropy and mel-band shape of Hann-window 2048/1024 frames (plain frames)."""
+        spectra = _each(self.hann_spectrum, _each(self.hann_window, frames))
+        bands = _each(self.mel_bands, spectra)
+        out = {
+            "lowLevel.spectral_entropy": _each(self.entropy, spectra),
+            "lowLevel.melbands_crest": _each(self.crest, bands),
+            "lowLevel.melbands_flatness_db": _each(self.flatness_db, bands),
+        }
+        out.update(
+            _columns(
+                ("lowLevel.melbands_spread", "lowLevel.melbands_skewness", "lowLevel.melbands_kurtosis"),
+                _each(self.distribution_shape, _each(self.mel_moments, bands)),
+            )
+        )
+        return {name: np.array(values, dtype=np.float64) for name, values in out.items()}
+
+    def _tonal(self, frames: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """HPCP (36 bins) per 4096/2048 frame (silent ones with noise), referenced to the
+        segment's estimated tuning frequency, with its crest and entropy (both 0 on an all-zero
+        profile, as Essentia)."""
+        spectra = _each(self.tonal_spectrum, _each(self.tonal_window, frames))
+        tuning = _direct(self.tuning_frequency)
+        estimates = [tuning(*peaks) for peaks in _each(self.tuning_peaks, spectra)]
+        tuning_hz = estimates[-1][0] if estimates else HPCP_REFERENCE_HZ  # a running estimate
+        self.hpcp.configure(**self._hpcp_params(tuning_hz))
+        hpcp = _direct(self.hpcp)
+        hpcps = [hpcp(*peaks) for peaks in _each(self.tonal_peaks, spectra)]
+        return {
+            "tonal.hpcp": np.array(hpcps, dtype=np.float64).reshape(-1, HPCP_SIZE),
+            "tonal.hpcp_crest": np.array(_each(self.crest, hpcps), dtype=np.float64),
+            "tonal.hpcp_entropy": np.array(_each(self.entropy, hpcps), dtype=np.float64),
+        }
+
+    def _dynamics(
+        self, frames: list[np.ndarray], long_frames: list[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Level descriptors per 4096/2048 frame and per 2-s/1-s window; the average loudness.
+
+        ``frames``, ``long_frames``: the plain 4096/2048 and 2-s/1-s frames."""
+        out = {
+            "dynamic.larm": _each(self.larm, frames),
+            "dynamic.leq": _each(self.leq, frames),
+            "dynamic.loudness": _each(self.loudness, frames),
+            "dynamic.loudness_vickers": _each(self.loudness_vickers, frames),
+            "dynamic.rms": _each(self.rms, frames),
+        }
+        out.update(
+            _columns(
+                ("dynamic.dynamic_complexity", "dynamic.dynamic_complexity_loudness"),
+                _each(self.dynamic_complexity, long_frames),
+            )
+        )
+        # The Extractor's level curve (LevelExtractor) frames with its noise on silent frames.
+        level = _each(self.loudness, self._with_silent_noise(long_frames))
+        pooled = {name: np.array(values, dtype=np.float64) for name, values in out.items()}
         return pooled, average_loudness(np.array(level))
 
-    def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    def _rhythm(
+        self, audio: np.ndarray, onset_frames: list[np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
         """Beat, BPM-histogram and onset descriptors of the whole segment, as the Extractor's
-        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness."""
+        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness;
+        ``onset_frames`` are the plain 1024/512 frames of the onset rate."""
         _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
         histogram = self.bpm_histogram(intervals)
         pooled = {
@@ -651,9 +618,9 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        return pooled, self._onset_rate(audio)
+        return pooled, self._onset_rate(onset_frames, audio.size)
 
-    def _onset_rate(self, audio: np.ndarray) -> float:
+    def _onset_rate(self, frames: list[np.ndarray], n_samples: int) -> float:
         """Onsets per second as the Extractor counts them.
 
         The Extractor runs the streaming OnsetRate, whose frames are centred on sample 0
@@ -662,17 +629,17 @@ class FeatureExtractor:
         window, FFT, CartesianToPolar, OnsetDetection (hfc and complex), Onsets; the rate is
         the onset count over the segment's length, as the Extractor computes it.
         """
-        window, fft, polar = _direct(self.onset_window), _direct(self.onset_fft), _direct(self.onset_polar)
-        hfc, complex_domain = _direct(self.onset_hfc), _direct(self.onset_complex)
-        detections = []
-        for frame in self._frames(audio, ONSET_FRAME, ONSET_HOP, False, silent_noise=False):
-            magnitude, phase = polar(fft(window(frame)))
-            detections.append((hfc(magnitude, phase), complex_domain(magnitude, phase)))
-        if not detections:
+        polar = _each(self.onset_polar, _each(self.onset_fft, _each(self.onset_window, frames)))
+        if not polar:
             return 0.0
-        matrix = np.ascontiguousarray(np.array(detections, dtype=np.float32).T)
+        hfc, complex_domain = _direct(self.onset_hfc), _direct(self.onset_complex)
+        detections = [
+            [hfc(magnitude, phase) for magnitude, phase in polar],
+            [complex_domain(magnitude, phase) for magnitude, phase in polar],
+        ]
+        matrix = np.array(detections, dtype=np.float32)
         onsets = self.onsets(matrix, np.ones(2, dtype=np.float32))
-        return len(onsets) / audio.size * self.sample_rate
+        return len(onsets) / n_samples * self.sample_rate
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
@@ -736,14 +703,21 @@ class FeatureExtractor:
         for algorithm in self._algorithms:
             algorithm.reset()
 
+        # Each framing is cut once and shared by the passes that read it: 2048/1024 by the
+        # low-level and Hann passes, 4096/2048 by tonal and dynamics, 2-s/1-s by dynamic
+        # complexity and the level curve. No pass modifies a frame in place.
+        frames = functools.cache(functools.partial(self._cut, signal))
         pooled: dict[str, np.ndarray] = {}
         scalars: dict[str, float] = {}
-        pooled.update(self._lowlevel(signal))
-        pooled.update(self._hann(signal))
-        pooled.update(self._tonal(signal))
-        dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(signal)
+        lowlevel_frames = frames(LOWLEVEL_FRAME, LOWLEVEL_HOP, False)
+        pooled.update(self._lowlevel(self._with_silent_noise(lowlevel_frames)))
+        pooled.update(self._hann(lowlevel_frames))
+        pooled.update(self._tonal(self._with_silent_noise(frames(TONAL_FRAME, TONAL_HOP, False))))
+        dynamics, scalars["lowLevel.average_loudness"] = self._dynamics(
+            frames(DYNAMICS_FRAME, DYNAMICS_HOP, False), frames(LONG_FRAME, LONG_HOP, True)
+        )
         pooled.update(dynamics)
-        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal)
+        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal, frames(ONSET_FRAME, ONSET_HOP, False))
         pooled.update(rhythm)
         scalars.update(self._temporal(signal))
         scalars.update(self._pitch_curve(pooled["lowLevel.pitch"]))
