@@ -127,14 +127,24 @@ def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataF
             f"values of: {', '.join(worst[:5])}; e.g. {example['multitrack']} pair {example['pair']} "
             f"({example['role']}). Extract them, or leave those features out with --features"
         )
-    # imported here: stemstore.features loads Essentia (a second of start-up), which only
-    # predict needs
-    from .features import replace_non_finite
-
-    values, replaced = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
+    values, replaced = _finite_values(frame[features].to_numpy(dtype=np.float64))
     frame[features] = values
     frame.attrs["non_finite_replaced"] = replaced
     return frame
+
+
+def _finite_values(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`stemstore.features.replace_non_finite`, imported only when a value needs replacing.
+
+    stemstore.features loads Essentia on import, about a second of start-up (most of a paper
+    run's CPU time besides fitting) that regress does not otherwise need. When every value is
+    finite the result is the same: the values unchanged, none replaced.
+    """
+    if np.isfinite(matrix).all():
+        return np.array(matrix, dtype=np.float64, copy=True), 0
+    from .features import replace_non_finite
+
+    return replace_non_finite(matrix)
 
 
 def regress(
@@ -470,10 +480,8 @@ def _refit(store: Store, run_id: int, model: str, hyperparameters: dict, n_jobs:
         "SELECT segment_id, split, excluded FROM run_segments WHERE run_id = :r", {"r": run_id}
     ).set_index("segment_id")
     frame = feature_matrix(store, segment_ids=snapshot.index.tolist(), features=features)
-    from .features import replace_non_finite  # as in paired_matrix
-
     # the run replaced non-finite values over exactly these segments, in this (catalog) order
-    frame[features], _ = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
+    frame[features], _ = _finite_values(frame[features].to_numpy(dtype=np.float64))
     frame["split"] = snapshot["split"].reindex(frame.index)  # the run's split, not the stored one
     outliers = set(frame.loc[snapshot["excluded"].reindex(frame.index).notna(), "pair"].astype(str))
     # As run_regression does: every pair in pair order, then the rows picked by index arrays.
