@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LinearRegression
 
 from stemstore.regression import (
     MODEL_NAMES,
@@ -413,6 +416,36 @@ def test_tuned_estimator_round_trip(tmp_path):
     for name, model in result.models.items():
         loaded = load_model(save_model(model.estimator, tmp_path / f"{name}.skops"))
         np.testing.assert_array_equal(loaded.predict(data.X), model.estimator.predict(data.X), err_msg=name)
+
+
+def test_a_forest_is_stored_packed_and_comes_back_the_same():
+    """A forest goes through skops as a PackedForest and loads as the same RandomForestRegressor:
+    same parameters and fitted attributes, the same trees' arrays, the same predictions."""
+    import zipfile
+
+    from sklearn.ensemble import RandomForestRegressor
+
+    from stemstore.regression import model_from_bytes, model_to_bytes
+
+    df = reference_pairs("guitar")
+    data = pairs_to_xy(df, None)
+    forest = RandomForestRegressor(n_estimators=40, random_state=3).fit(data.X, data.Y)
+    average = AveragingRegressor.from_fitted([("rf", forest), ("lr", LinearRegression().fit(data.X, data.Y))])
+    for model in (forest, average):
+        data_bytes = model_to_bytes(model)
+        with zipfile.ZipFile(io.BytesIO(data_bytes)) as archive:
+            assert len(archive.namelist()) < 40  # not a file per tree
+        loaded = model_from_bytes(data_bytes)
+        np.testing.assert_array_equal(loaded.predict(data.X), model.predict(data.X))
+    loaded = model_from_bytes(model_to_bytes(forest))
+    assert type(loaded) is RandomForestRegressor and sorted(vars(loaded)) == sorted(vars(forest))
+    for original, back in zip(forest.estimators_, loaded.estimators_, strict=True):
+        assert original.get_params() == back.get_params() and sorted(vars(original)) == sorted(vars(back))
+        before, after = original.tree_.__getstate__(), back.tree_.__getstate__()
+        assert before.keys() == after.keys()
+        for key in before:
+            np.testing.assert_array_equal(before[key], after[key])
+    assert forest.estimators_, "packing must not change the model it was given"
 
 
 class NotAModel:
