@@ -23,6 +23,7 @@ The pieces, in the order :func:`run_regression` uses them:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import warnings
@@ -400,6 +401,84 @@ def build_paper_models(
     hyper = {name: dict(table[name]) for name in MODEL_NAMES}
     hyper["rf"]["random_state"] = seed
     return models, hyper, notes
+
+
+def unfitted_model(
+    name: str, preset: str, hyperparameters: Mapping[str, Any], seed: int, n_jobs: int | None = None
+) -> BaseEstimator:
+    """The unfitted estimator that a run's recorded hyperparameters describe.
+
+    Fitting it on the run's training pairs gives the model the run fitted, bit for bit: this is
+    how a stored run's models that were not kept as artefacts are rebuilt on demand.
+
+    Parameters
+    ----------
+    name : {"svr", "rf", "knn", "pls", "lr"}
+        The model.
+    preset : {"paper", "tuned"}
+        The run's preset: "paper" models are bare and unscaled, "tuned" ones sit in
+        TransformedTargetRegressor(Pipeline(StandardScaler, model), StandardScaler).
+    hyperparameters : mapping
+        The model's own parameters as :class:`ModelResult` records them (a ``random_state``
+        entry is the run's seed and is ignored in favour of ``seed``).
+    seed : int
+        The run's seed.
+    n_jobs : int, optional
+        Threads of a random forest's fit; the fitted trees do not depend on it.
+
+    Returns
+    -------
+    estimator
+        Unfitted; fit it with :func:`fit_deterministic`.
+
+    Examples
+    --------
+    >>> from stemstore.analysis.regression import unfitted_model
+    >>> unfitted_model("knn", "paper", {"n_neighbors": 6, "p": 2}, seed=0)
+    KNeighborsRegressor(n_neighbors=6)
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    params = {k: v for k, v in hyperparameters.items() if k != "random_state"}
+    if preset == "paper":
+        return _make_model(name, params, seed, n_jobs)
+    model = _tuned_pipeline(name, seed)
+    # what GridSearchCV's refit does: the base pipeline with the best point of the grid set
+    model.set_params(**{_TUNED_PREFIX[name] + k: v for k, v in params.items()})
+    if name == "rf":
+        model.set_params(regressor__model__n_jobs=n_jobs)
+    return model
+
+
+def fit_deterministic(model: BaseEstimator, X: np.ndarray, Y: np.ndarray) -> BaseEstimator:
+    """Fit ``model`` and leave it predicting in a fixed order, whatever its ``n_jobs``.
+
+    A random forest's trees do not depend on ``n_jobs`` (each tree's seed is drawn before the
+    trees are dispatched), but its ``predict`` with several threads adds the trees' predictions
+    in whatever order the threads finish, so the last bits of the mean vary from call to call.
+    After fitting, the forest (bare or inside the tuned pipeline) is set back to one thread so
+    that its predictions, and so the run's metrics, are the same for a seed every time.
+
+    Parameters
+    ----------
+    model : estimator
+        One of the five models, bare (paper) or in the tuned pipeline.
+    X, Y : ndarray
+        Training inputs and targets.
+
+    Returns
+    -------
+    estimator
+        ``model``, fitted.
+    """
+    model.fit(X, Y)
+    forests = [model] if isinstance(model, RandomForestRegressor) else []
+    if isinstance(model, TransformedTargetRegressor):
+        inner = model.regressor_.named_steps["model"]
+        forests = [inner] if isinstance(inner, RandomForestRegressor) else []
+    for forest in forests:
+        forest.set_params(n_jobs=None)
+    return model
 
 
 def _tuned_pipeline(name: str, seed: int) -> TransformedTargetRegressor:
@@ -953,7 +1032,7 @@ def run_regression(
             notes.extend(clip_notes)
             cv_records: dict[str, Any] = {name: None for name in MODEL_NAMES}
             for model in models.values():
-                model.fit(X_train, Y_train)
+                fit_deterministic(model, X_train, Y_train)
         else:
             models, hyper, cv_records = fit_tuned_models(
                 X_train, Y_train, data.multitracks[train], seed=seed, n_jobs=n_jobs, grids=grids
@@ -1061,11 +1140,108 @@ def predict_stem(
     return predicted[0] if single else predicted
 
 
+class PackedForest:
+    """A fitted RandomForestRegressor as a handful of arrays, for skops to write quickly.
+
+    skops writes every tree of a forest as its own objects and arrays, and its bookkeeping per
+    object (a JSON schema written by the pure-Python encoder, a zip member per array) made a
+    1000-tree forest take seconds to store, far longer than fitting it. The trees of a forest
+    differ only in their seed and their node and value arrays, so this keeps the forest without
+    its trees, the trees' common parameters once, and the node and value arrays of all the trees
+    concatenated. :meth:`unpack` rebuilds the very same forest (same trees, same arrays, same
+    predictions to the bit). Nothing here is code: loading it runs sklearn's own Tree state
+    checks on the arrays, as skops does for a forest written tree by tree.
+    """
+
+    def __init__(self, forest: RandomForestRegressor):
+        trees = forest.estimators_
+        first = trees[0]
+        self.forest = copy.copy(forest)
+        self.forest.estimators_ = []
+        #: parameters and fitted attributes every tree shares (all but random_state and tree_)
+        self.tree_params = {k: v for k, v in vars(first).items() if k not in ("random_state", "tree_")}
+        _, self.tree_args, _ = first.tree_.__reduce__()  # Tree(n_features, n_classes, n_outputs)
+        self.random_states = np.array([t.random_state for t in trees], dtype=np.int64)
+        states = [t.tree_.__getstate__() for t in trees]
+        self.max_depths = np.array([st["max_depth"] for st in states], dtype=np.int64)
+        self.node_counts = np.array([st["node_count"] for st in states], dtype=np.int64)
+        self.nodes = np.concatenate([st["nodes"] for st in states])
+        self.values = np.concatenate([st["values"] for st in states])
+
+    @staticmethod
+    def can_pack(forest: Any) -> bool:
+        """True for a fitted forest whose trees share every parameter but the seed."""
+        trees = getattr(forest, "estimators_", None)
+        if not isinstance(forest, RandomForestRegressor) or not trees:
+            return False
+        common = {k: v for k, v in vars(trees[0]).items() if k not in ("random_state", "tree_")}
+        return all(
+            {k: v for k, v in vars(t).items() if k not in ("random_state", "tree_")} == common for t in trees
+        )
+
+    def unpack(self) -> RandomForestRegressor:
+        """The forest, with its trees rebuilt from the arrays."""
+        from sklearn.tree import DecisionTreeRegressor
+        from sklearn.tree._tree import Tree
+
+        forest = copy.copy(self.forest)
+        ends = np.cumsum(self.node_counts)
+        trees = []
+        for seed, depth, count, end in zip(self.random_states, self.max_depths, self.node_counts, ends):
+            tree = DecisionTreeRegressor.__new__(DecisionTreeRegressor)
+            tree.__dict__.update(self.tree_params)
+            tree.random_state = int(seed)
+            tree.tree_ = Tree(*self.tree_args)
+            tree.tree_.__setstate__(
+                {
+                    "max_depth": int(depth),
+                    "node_count": int(count),
+                    "nodes": self.nodes[end - count : end],
+                    "values": self.values[end - count : end],
+                }
+            )
+            trees.append(tree)
+        forest.estimators_ = trees
+        return forest
+
+
+def _map_forests(model: Any, fn) -> Any:
+    """``model`` with ``fn`` applied to each fitted forest in it: the model itself, an
+    AveragingRegressor's members, the model step of the tuned pipeline. Containers on the way
+    are shallow copies; ``model`` itself is not changed."""
+    if isinstance(model, (RandomForestRegressor, PackedForest)):
+        return fn(model)
+    if isinstance(model, AveragingRegressor):
+        out = copy.copy(model)
+        out.estimators = [(n, _map_forests(e, fn)) for n, e in model.estimators]
+        if hasattr(model, "estimators_"):
+            out.estimators_ = [(n, _map_forests(e, fn)) for n, e in model.estimators_]
+        return out
+    if isinstance(model, TransformedTargetRegressor) and hasattr(model, "regressor_"):
+        out = copy.copy(model)
+        out.regressor_ = _map_forests(model.regressor_, fn)
+        return out
+    if isinstance(model, Pipeline):
+        out = copy.copy(model)
+        out.steps = [(n, _map_forests(e, fn)) for n, e in model.steps]
+        return out
+    return model
+
+
+def _packed(model: BaseEstimator) -> Any:
+    return _map_forests(model, lambda f: PackedForest(f) if PackedForest.can_pack(f) else f)
+
+
+def _unpacked(model: Any) -> BaseEstimator:
+    return _map_forests(model, lambda f: f.unpack() if isinstance(f, PackedForest) else f)
+
+
 #: Types a saved stemstore model may contain beyond what skops trusts by default. Loading
 #: refuses anything else, so a tampered file cannot make us import arbitrary code.
 TRUSTED_MODEL_TYPES = frozenset(
     {
         "stemstore.analysis.regression.AveragingRegressor",
+        "stemstore.analysis.regression.PackedForest",
         "sklearn.compose._target.TransformedTargetRegressor",
         "sklearn.pipeline.Pipeline",
         "sklearn.preprocessing._data.StandardScaler",
@@ -1093,20 +1269,20 @@ def save_model(model: BaseEstimator, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(model, path)
+    sio.dump(_packed(model), path)
     return path
 
 
 def model_to_bytes(model: BaseEstimator) -> bytes:
     """A fitted model (or AveragingRegressor) as skops bytes, for a database column.
 
-    Deflated at level 1: a 1000-tree forest shrinks about five-fold (22 MB to 4 MB) at no
-    measurable cost in time (skops' per-tree bookkeeping dominates either way)."""
+    Random forests are written as :class:`PackedForest` (a few arrays instead of objects per
+    tree), and the bytes deflated at level 1 (a 1000-tree forest shrinks about five-fold)."""
     import zipfile
 
     import skops.io as sio
 
-    return sio.dumps(model, compression=zipfile.ZIP_DEFLATED, compresslevel=1)
+    return sio.dumps(_packed(model), compression=zipfile.ZIP_DEFLATED, compresslevel=1)
 
 
 def model_from_bytes(data: bytes) -> BaseEstimator:
@@ -1121,7 +1297,7 @@ def model_from_bytes(data: bytes) -> BaseEstimator:
         raise ValueError(
             f"refusing to load a stored model: it contains unexpected type(s) {', '.join(unexpected)}"
         )
-    return sio.loads(data, trusted=list(untrusted))
+    return _unpacked(sio.loads(data, trusted=list(untrusted)))
 
 
 def load_model(path: str | Path) -> BaseEstimator:
@@ -1135,4 +1311,4 @@ def load_model(path: str | Path) -> BaseEstimator:
     unexpected = sorted(t for t in untrusted if t not in TRUSTED_MODEL_TYPES)
     if unexpected:
         raise ValueError(f"refusing to load {path}: it contains unexpected type(s) {', '.join(unexpected)}")
-    return sio.load(path, trusted=list(untrusted))
+    return _unpacked(sio.load(path, trusted=list(untrusted)))

@@ -5,13 +5,18 @@ module connects it to a store:
 
 * :func:`regress` reads a group's pairs, runs the regression and records a ``regression`` run:
   its parameters and seed, the snapshot of segments it used (``run_segments``: split, and
-  ``excluded = 'outlier'`` for removed training pairs), per model the hyperparameters,
-  cross-validation record and the fitted model as skops bytes (``regression_models``), per-feature
-  mape/mae (``regression_metrics``), the test predictions (``regression_predictions``) and every
-  ensemble candidate with the best one marked (``regression_ensembles``). When the best is an
-  average of models, that AveragingRegressor is stored too, as model ``ensemble``.
+  ``excluded = 'outlier'`` for removed training pairs), per model the hyperparameters and
+  cross-validation record (``regression_models``), per-feature mape/mae (``regression_metrics``),
+  the test predictions (``regression_predictions``) and every ensemble candidate with the best
+  one marked (``regression_ensembles``). Only the best model is stored as skops bytes (column
+  ``artifact``); when the best is an average of models, that AveragingRegressor is stored, as
+  model ``ensemble``. The other models' ``artifact`` is NULL: :func:`run_model` refits them on
+  demand from the recorded seed, hyperparameters and split, bit for bit (it checks the refit
+  against the stored test predictions). Serialising every model cost seconds per run (a
+  1000-tree forest takes skops longer to write than all five models take to fit).
   The results and the run's status are written in one transaction at the end: a failure leaves a
   ``failed`` run with its message and no partial results.
+* :func:`run_model` gives any model of a run: its stored artefact, or a verified refit.
 * :func:`predict` analyses a raw recording as raw tracks are analysed (docs/method.md, section 2)
   and predicts the stem's values of the group's target features with the best model of the
   group's latest run.
@@ -23,6 +28,7 @@ undefined); ``n_zero_targets`` beside it says how many zeros there were.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping, Sequence
@@ -30,6 +36,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sklearn.exceptions import DataConversionWarning
 
 from stemstore.analysis import regression as rg
 from stemstore.errors import StemstoreError
@@ -260,17 +267,21 @@ def _write_results(
         for row in result.metrics_table().itertuples(index=False)
     ]
 
+    ensemble = result.ensemble
+    # Only the chosen model is serialised now (predict loads nothing else); the others are
+    # refitted by run_model when someone asks for them. An average is stored whole, as
+    # ENSEMBLE_MODEL, so its members need no artefact of their own either.
+    stored_now = set(ensemble.models) if len(ensemble.models) == 1 else set()
     models = [
         {
             "run_id": run_id,
             "model": name,
             "hyperparams": m.hyperparameters,
             "cv_scores": m.cv,
-            "artifact": rg.model_to_bytes(m.estimator),
+            "artifact": rg.model_to_bytes(m.estimator) if name in stored_now else None,
         }
         for name, m in result.models.items()
     ]
-    ensemble = result.ensemble
     if ensemble.is_average:
         models.append(
             {
@@ -390,16 +401,113 @@ def best_model(store: Store, run_id: int) -> StoredModel:
         )
     models = _json_list(best["models"].iloc[0])
     name = models[0] if len(models) == 1 else ENSEMBLE_MODEL
-    artifact = store.read_sql(
-        "SELECT artifact FROM regression_models WHERE run_id = :r AND model = :m", {"r": run_id, "m": name}
-    )
-    if artifact.empty or artifact["artifact"].iloc[0] is None:
-        raise StemstoreError(f"regression run {run_id} has no stored model {name!r}")
-    try:
-        estimator = rg.model_from_bytes(artifact["artifact"].iloc[0])
-    except ValueError as exc:
-        raise StemstoreError(f"regression run {run_id}: {exc}") from exc
+    estimator = run_model(store, run_id, name)
     return StoredModel(run_id, name, models, features, estimator, float(best["a_mape"].iloc[0]))
+
+
+def run_model(store: Store, run_id: int, model: str, n_jobs: int | None = None):
+    """A fitted model of regression run ``run_id``: its stored artefact, else a refit.
+
+    A run stores only its best model (or average of models) as skops bytes. Any other of the
+    five models is refitted here, as the run fitted it: the same training pairs (the run's
+    snapshot, outliers left out, in pair order), the same feature values, the recorded
+    hyperparameters and seed. Before it is returned, the refit predicts the run's test pairs
+    and must give exactly the stored predictions; if the stored values changed since the run
+    (the run is stale), it cannot and the call fails rather than return a different model.
+
+    Parameters
+    ----------
+    store : Store
+        The store holding the run.
+    run_id : int
+        A finished regression run.
+    model : str
+        One of :data:`stemstore.analysis.regression.MODEL_NAMES`, or ``"ensemble"`` for a stored average.
+    n_jobs : int, optional
+        Threads of a random forest's refit (the result does not depend on it).
+
+    Returns
+    -------
+    estimator
+        The fitted model: what the run fitted, bit for bit.
+
+    Raises
+    ------
+    StemstoreError
+        For an unknown run or model, an unloadable artefact, or a refit that does not
+        reproduce the run's test predictions.
+    """
+    rows = store.read_sql(
+        "SELECT artifact, hyperparams FROM regression_models WHERE run_id = :r AND model = :m",
+        {"r": run_id, "m": model},
+    )
+    if rows.empty:
+        raise StemstoreError(f"regression run {run_id} has no model {model!r}")
+    artifact = rows["artifact"].iloc[0]
+    if artifact is not None:
+        try:
+            return rg.model_from_bytes(artifact)
+        except ValueError as exc:
+            raise StemstoreError(f"regression run {run_id}: {exc}") from exc
+    if model not in rg.MODEL_NAMES:
+        raise StemstoreError(f"regression run {run_id} has no stored model {model!r}")
+    return _refit(store, run_id, model, _json_dict(rows["hyperparams"].iloc[0]), n_jobs)
+
+
+def _refit(store: Store, run_id: int, model: str, hyperparameters: dict, n_jobs: int | None):
+    """Refit ``model`` of run ``run_id`` on its training pairs; check it against the run's
+    stored test predictions (see :func:`run_model`)."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or run.kind != RUN_KIND or run.status != "done":
+            raise StemstoreError(f"run {run_id} is not a finished regression run")
+        params, seed = dict(run.params), run.seed
+    features = list(params["features"])
+    snapshot = store.read_sql(
+        "SELECT segment_id, split, excluded FROM run_segments WHERE run_id = :r", {"r": run_id}
+    ).set_index("segment_id")
+    frame = feature_matrix(store, segment_ids=snapshot.index.tolist(), features=features)
+    # the run replaced non-finite values over exactly these segments, in this (catalog) order
+    frame[features], _ = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
+    frame["split"] = snapshot["split"].reindex(frame.index)  # the run's split, not the stored one
+    outliers = set(frame.loc[snapshot["excluded"].reindex(frame.index).notna(), "pair"].astype(str))
+    # As run_regression does: every pair in pair order, then the rows picked by index arrays.
+    # The copies this makes are C-ordered like the run's; a matrix laid out otherwise can sum in
+    # another order (numpy, BLAS) and differ in the last bit.
+    data = rg.pairs_to_xy(frame, features)
+    is_outlier = np.isin(data.pairs.astype(str), list(outliers))
+    train = np.flatnonzero((data.split == "train") & ~is_outlier)
+    test = np.flatnonzero(data.split == "test")
+
+    estimator = rg.unfitted_model(model, params["preset"], hyperparameters, seed, n_jobs=n_jobs)
+    with warnings.catch_warnings():
+        # as in run_regression: one target feature is a column vector on purpose
+        warnings.filterwarnings("ignore", category=DataConversionWarning)
+        rg.fit_deterministic(estimator, data.X[train], data.Y[train])
+
+    stored = store.read_sql(
+        "SELECT pair, feature_id, y_pred FROM regression_predictions WHERE run_id = :r AND model = :m",
+        {"r": run_id, "m": model},
+    )
+    column_of = {fid: i for i, fid in enumerate(store.feature_ids(features).tolist())}
+    row_of = {str(p): i for i, p in enumerate(data.pairs[test])}
+    expected = np.full((len(test), len(features)), np.nan)
+    expected[
+        stored["pair"].astype(str).map(row_of).to_numpy(), stored["feature_id"].map(column_of).to_numpy()
+    ] = stored["y_pred"].to_numpy(dtype=np.float64)
+    if not np.array_equal(rg.predict_stem(estimator, data.X[test]), expected):
+        raise StemstoreError(
+            f"regression run {run_id}: model {model!r} refitted from the stored values does not "
+            "reproduce the run's test predictions (were feature values changed since the run?); "
+            "run 'stemstore regress' again"
+        )
+    return estimator
+
+
+def _json_dict(value) -> dict:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
 def _json_list(value) -> list:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LinearRegression
 
 from stemstore.analysis.regression import (
     MODEL_NAMES,
@@ -12,6 +15,7 @@ from stemstore.analysis.regression import (
     AveragingRegressor,
     feature_columns,
     find_outliers,
+    fit_deterministic,
     load_model,
     pairs_to_xy,
     predict_stem,
@@ -20,6 +24,7 @@ from stemstore.analysis.regression import (
     save_model,
     search_ensemble,
     split_train_test,
+    unfitted_model,
 )
 from stemstore.analysis.plots import plot_pca
 
@@ -169,6 +174,73 @@ def test_tuned_preset_with_small_grids_and_grouped_split():
     for model in result.models.values():
         assert np.isfinite(model.metrics[["mape", "mae"]].to_numpy()).all()
     assert result.models["knn"].hyperparameters["n_neighbors"] in (5, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results for a seed: fixed, whatever n_jobs, and reproducible from the recorded hyperparameters
+
+#: Bass reference pairs, seed 0, default outliers (3sigma); tuned with SMALL_GRIDS: each model's
+#: mape per feature (f_pred order) and the best choice, as the code gave them before models were
+#: stored lazily (commit 9cf54d5). A change of the results for a seed shows here.
+RECORDED_BASS = {
+    "paper": {
+        "best": ("pls",),
+        "a_mape": 0.10794762832035674,
+        "mape": {
+            "svr": [0.119228594008339, 0.0053819408514155865, 0.3871710473447586, 13.087114373839436],
+            "rf": [0.11649258568025246, 0.006715441388696718, 0.37827229077223495, 5.673106724585655],
+            "knn": [0.1155709934738999, 0.008109131068845764, 0.5036410586064617, 5.345474109217899],
+            "pls": [0.09793532538203807, 0.006789932458909708, 0.21911762712012245, 10.164311599444545],
+            "lr": [0.10623986997974098, 0.007711478689530499, 0.2391343958397419, 8.886528032999383],
+        },
+    },
+    "tuned": {
+        "best": ("pls", "lr"),
+        "a_mape": 0.11128234238503538,
+        "mape": {
+            "svr": [0.12302328615235193, 0.005821264326123394, 0.37027125868343197, 10.408260114351608],
+            "rf": [0.09863524071226425, 0.00744562030781837, 0.2624066937457911, 5.771159452373348],
+            "knn": [0.11700266181490634, 0.008473340799440192, 0.4628762442662815, 10.821241345584141],
+            "pls": [0.09448184681299683, 0.006125022444843256, 0.2370986486113444, 8.265067620578895],
+            "lr": [0.10623986997974096, 0.007711478689530525, 0.2391343958397419, 8.886528032999385],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("preset", ["paper", "tuned"])
+def test_results_for_a_seed_are_fixed_whatever_n_jobs(preset):
+    df = reference_pairs("bass")
+    grids = SMALL_GRIDS if preset == "tuned" else None
+    one = run_regression(df, None, "bass", preset=preset, grids=grids, n_jobs=1)
+    two = run_regression(df, None, "bass", preset=preset, grids=grids, n_jobs=2)
+    for name in MODEL_NAMES:
+        pd.testing.assert_frame_equal(one.models[name].predictions, two.models[name].predictions)
+        pd.testing.assert_frame_equal(one.models[name].metrics, two.models[name].metrics)
+        assert one.models[name].cv == two.models[name].cv
+        assert one.models[name].hyperparameters == two.models[name].hyperparameters
+    recorded = RECORDED_BASS[preset]
+    assert one.ensemble.models == recorded["best"]
+    assert one.ensemble.a_mape == pytest.approx(recorded["a_mape"], rel=1e-9)
+    for name in MODEL_NAMES:
+        assert one.models[name].metrics["mape"].tolist() == pytest.approx(recorded["mape"][name], rel=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["paper", "tuned"])
+def test_recorded_hyperparameters_refit_the_same_model(preset):
+    """What a store needs to rebuild a model it did not keep: its hyperparameters, the seed and
+    the training pairs give predictions identical to the bit."""
+    df = reference_pairs("bass")
+    grids = SMALL_GRIDS if preset == "tuned" else None
+    result = run_regression(df, None, "bass", preset=preset, grids=grids, seed=4)
+    data = pairs_to_xy(df, result.features)
+    train = np.isin(data.pairs, result.train_pairs)
+    for name, model in result.models.items():
+        refit = unfitted_model(name, preset, model.hyperparameters, seed=4, n_jobs=2)
+        fit_deterministic(refit, data.X[train], data.Y[train])
+        np.testing.assert_array_equal(
+            predict_stem(refit, data.X), predict_stem(model.estimator, data.X), err_msg=name
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +416,36 @@ def test_tuned_estimator_round_trip(tmp_path):
     for name, model in result.models.items():
         loaded = load_model(save_model(model.estimator, tmp_path / f"{name}.skops"))
         np.testing.assert_array_equal(loaded.predict(data.X), model.estimator.predict(data.X), err_msg=name)
+
+
+def test_a_forest_is_stored_packed_and_comes_back_the_same():
+    """A forest goes through skops as a PackedForest and loads as the same RandomForestRegressor:
+    same parameters and fitted attributes, the same trees' arrays, the same predictions."""
+    import zipfile
+
+    from sklearn.ensemble import RandomForestRegressor
+
+    from stemstore.analysis.regression import model_from_bytes, model_to_bytes
+
+    df = reference_pairs("guitar")
+    data = pairs_to_xy(df, None)
+    forest = RandomForestRegressor(n_estimators=40, random_state=3).fit(data.X, data.Y)
+    average = AveragingRegressor.from_fitted([("rf", forest), ("lr", LinearRegression().fit(data.X, data.Y))])
+    for model in (forest, average):
+        data_bytes = model_to_bytes(model)
+        with zipfile.ZipFile(io.BytesIO(data_bytes)) as archive:
+            assert len(archive.namelist()) < 40  # not a file per tree
+        loaded = model_from_bytes(data_bytes)
+        np.testing.assert_array_equal(loaded.predict(data.X), model.predict(data.X))
+    loaded = model_from_bytes(model_to_bytes(forest))
+    assert type(loaded) is RandomForestRegressor and sorted(vars(loaded)) == sorted(vars(forest))
+    for original, back in zip(forest.estimators_, loaded.estimators_, strict=True):
+        assert original.get_params() == back.get_params() and sorted(vars(original)) == sorted(vars(back))
+        before, after = original.tree_.__getstate__(), back.tree_.__getstate__()
+        assert before.keys() == after.keys()
+        for key in before:
+            np.testing.assert_array_equal(before[key], after[key])
+    assert forest.estimators_, "packing must not change the model it was given"
 
 
 class NotAModel:

@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from stemstore.cli.app import app
 from stemstore.errors import StemstoreError
 from stemstore.store.bulk import import_features
-from stemstore.analysis.regression import MODEL_NAMES
-from stemstore.analysis.regression_runs import best_model, predict, regress, regression_summary
+from stemstore.analysis.regression import MODEL_NAMES, pairs_to_xy, predict_stem, run_regression
+from stemstore.analysis.regression_runs import best_model, predict, regress, regression_summary, run_model
 from stemstore.reports import report
 
 from tests.support import GROUPS, REFERENCE, require_shared
@@ -139,7 +140,9 @@ def test_reference_paper_runs_all_groups_reports_plot_and_determinism(store, db_
         models = store.read_sql(
             "SELECT model, artifact FROM regression_models WHERE run_id = :r", {"r": runs[group]}
         )
-        assert set(MODEL_NAMES) <= set(models["model"]) and models["artifact"].notna().all()
+        assert set(MODEL_NAMES) <= set(models["model"])
+        # only the best (a model, or the average as 'ensemble') is stored; the rest refit on demand
+        assert set(models.loc[models["artifact"].notna(), "model"]) == {best_model(store, runs[group]).name}
         n_test = int(stored_split["test"]) // 2
         preds = store.read_sql(
             "SELECT COUNT(*) AS n FROM regression_predictions WHERE run_id = :r", {"r": runs[group]}
@@ -218,6 +221,57 @@ def test_reference_tuned_run_records_cv_and_outliers(store):
     else:
         text += "no target feature has a best mape within 0.5: no model chosen"
     assert summary.describe() == text
+
+
+# -- lazily stored models ----------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["paper", "tuned"])
+def test_models_not_stored_refit_bit_identically(store, preset):
+    """Only the best model is written; every other one, refitted from the run's seed,
+    hyperparameters and split, predicts exactly as the model the run fitted."""
+    features = import_reference(store, "bass")
+    grids = SMALL_GRIDS if preset == "tuned" else None
+    run_id = regress(store, "bass", features=features, preset=preset, grids=grids)
+    df = pd.read_csv(reference_file("bass"))
+    original = run_regression(df, features, "bass", preset=preset, grids=grids)  # same data and seed
+    best = original.ensemble.models
+    models = store.read_sql("SELECT model, artifact FROM regression_models WHERE run_id = :r", {"r": run_id})
+    assert set(models.loc[models["artifact"].notna(), "model"]) == (
+        {best[0]} if len(best) == 1 else {"ensemble"}
+    )
+    assert models["artifact"].isna().sum() == len(MODEL_NAMES) - (len(best) == 1)
+
+    X = pairs_to_xy(df, features).X  # training and test pairs
+    for name in MODEL_NAMES:
+        refit = run_model(store, run_id, name)
+        expected = predict_stem(original.models[name].estimator, X)
+        np.testing.assert_array_equal(predict_stem(refit, X), expected, err_msg=name)
+    np.testing.assert_array_equal(
+        predict_stem(best_model(store, run_id).estimator, X), predict_stem(original.best_estimator, X)
+    )
+
+
+def test_refit_refuses_when_the_values_changed(store):
+    """A refit that cannot reproduce the run's test predictions is an error, not a silently
+    different model."""
+    features = import_reference(store, "bass")
+    run_id = regress(store, "bass", features=features, preset="tuned", grids=SMALL_GRIDS)
+    lazy = store.read_sql(
+        "SELECT model FROM regression_models WHERE run_id = :r AND artifact IS NULL ORDER BY model",
+        {"r": run_id},
+    )["model"].iloc[0]
+    train = store.read_sql(
+        "SELECT MIN(segment_id) AS s FROM run_segments WHERE run_id = :r AND split = 'train' "
+        "AND excluded IS NULL",
+        {"r": run_id},
+    )["s"].iloc[0]
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE feature_values SET value = value * 1.5 WHERE segment_id = :s"), {"s": int(train)}
+        )
+    with pytest.raises(StemstoreError, match="does not reproduce the run's test predictions"):
+        run_model(store, run_id, lazy)
+    with pytest.raises(StemstoreError, match="has no model 'nosuch'"):
+        run_model(store, run_id, "nosuch")
 
 
 # -- prediction ----------------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""Time `stemstore regress` end to end through the CLI, one group of the reference pairs (issue 12).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_regress_cli.py [--baseline ../base-checkout]
+        [--groups bass guitar] [--presets paper tuned] [--repeat 3] [--jobs N]
+
+Per checkout (this one, and ``--baseline`` when given, e.g. a worktree of an older commit) it
+makes a store in a temporary folder with ``stemstore init`` and ``stemstore import-features
+<group>-pairs.csv`` (the study's reference values), then times ``stemstore regress --group G
+--preset P --features <the file's features>`` as a subprocess, each repeat on a fresh copy of
+that store. The checkouts' runs are interleaved, so a change in the machine's load hits both.
+Printed: median wall and CPU seconds (the subprocess's user + system time) of each, and the
+ratio of the medians. Targets (one group): paper <= 3 s, tuned <= 20 s.
+
+Each subprocess runs the checkout's own CLI and migrations whatever package the environment has
+installed in editable mode (the two checkouts cannot both be the installed one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parents[1]
+# the shared folder beside the checkout (as in tests/conftest.py)
+REFERENCE = HERE.parent / "shared" / "data" / "aes143-reference"
+TARGETS = {"paper": 3.0, "tuned": 20.0}
+ID_COLUMNS = ("multitrack", "instrument", "role", "pair", "split")
+
+# Run `cli.app` from the checkout in argv[1], with its own stemstore.migrations and
+# stemstore.queries (package-dir mappings that an editable install would point elsewhere).
+BOOTSTRAP = """
+import importlib.machinery, os, sys
+root = sys.argv.pop(1)
+sys.path.insert(0, root)
+folders = {"stemstore.migrations": "migrations", "stemstore.queries": "queries"}
+class Finder:
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name in folders:
+            return importlib.machinery.PathFinder.find_spec(name, [root])
+        parent = name.rpartition(".")[0]
+        if parent in folders:
+            return importlib.machinery.PathFinder.find_spec(name, [os.path.join(root, folders[parent])])
+        return None
+sys.meta_path.insert(0, Finder)
+sys.argv[0] = "stemstore"
+from cli.app import main
+main()
+"""
+
+
+def stemstore(checkout: Path, *args: str, check: bool = True) -> tuple[float, float, str]:
+    """Run the checkout's CLI with ``args``: (wall s, CPU s, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", BOOTSTRAP, str(checkout), *args], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if check and done.returncode != 0:
+        raise SystemExit(f"{checkout}: stemstore {' '.join(args)} failed:\n{done.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+def make_store(checkout: Path, folder: Path, group: str) -> Path:
+    """A store holding the group's reference pairs, made by the checkout's CLI."""
+    db = folder / "template.duckdb"
+    stemstore(checkout, "init", "--db", str(db))
+    stemstore(checkout, "import-features", str(REFERENCE / f"{group}-pairs.csv"), "--db", str(db))
+    return db
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, help="a checkout to compare with (before)")
+    parser.add_argument("--groups", nargs="+", default=["bass", "guitar"])
+    parser.add_argument("--presets", nargs="+", default=["paper", "tuned"], choices=list(TARGETS))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=None, help="--jobs for regress (default: none)")
+    args = parser.parse_args()
+
+    checkouts = {"after": HERE}
+    if args.baseline:
+        checkouts = {"before": args.baseline.resolve(), **checkouts}
+    with tempfile.TemporaryDirectory(prefix="bench-regress-") as tmp:
+        for group in args.groups:
+            columns = pd.read_csv(REFERENCE / f"{group}-pairs.csv", nrows=0).columns
+            features = ",".join(c for c in columns if c not in ID_COLUMNS)
+            templates = {}
+            for label, checkout in checkouts.items():
+                folder = Path(tmp) / f"{group}-{label}"
+                folder.mkdir()
+                templates[label] = make_store(checkout, folder, group)
+            for preset in args.presets:
+                times: dict[str, list[tuple[float, float]]] = {label: [] for label in checkouts}
+                summary = {}
+                for i in range(args.repeat):
+                    for label, checkout in checkouts.items():
+                        db = templates[label].with_name(f"run{i}-{preset}.duckdb")
+                        shutil.copyfile(templates[label], db)
+                        command = ["regress", "--group", group, "--preset", preset, "--features", features]
+                        if args.jobs is not None:
+                            command += ["--jobs", str(args.jobs)]
+                        wall, cpu, out = stemstore(checkout, *command, "--db", str(db))
+                        times[label].append((wall, cpu))
+                        summary[label] = out.strip().split("; ", 1)[-1]
+                        os.remove(db)
+                medians = {
+                    label: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
+                    for label, t in times.items()
+                }
+                for label, (wall, cpu) in medians.items():
+                    runs = ", ".join(f"{w:.1f}" for w, _ in times[label])
+                    print(
+                        f"{group:7s} {preset:5s} {label:6s}: median wall {wall:6.2f} s, CPU {cpu:6.2f} s "
+                        f"(walls {runs}; target {TARGETS[preset]:.0f} s) -> {summary[label]}",
+                        flush=True,
+                    )
+                if "before" in medians:
+                    (wb, cb), (wa, ca) = medians["before"], medians["after"]
+                    print(f"{group:7s} {preset:5s} after/before: wall {wa / wb:.2f}, CPU {ca / cb:.2f}")
+
+
+if __name__ == "__main__":
+    main()
