@@ -36,13 +36,14 @@ REFERENCE = HERE.parent / "shared" / "data" / "aes143-reference"
 TARGETS = {"paper": 3.0, "tuned": 20.0}
 ID_COLUMNS = ("multitrack", "instrument", "role", "pair", "split")
 
-# Run `cli.app` from the checkout in argv[1], with its own stemstore.migrations and
-# stemstore.queries (package-dir mappings that an editable install would point elsewhere).
+# Run the CLI from the checkout in argv[1], with its own stemstore.migrations, stemstore.queries
+# and stemstore.cli (package-dir mappings that an editable install would point elsewhere); a
+# checkout from before the cli/ folder was installed as stemstore.cli imports it as `cli`.
 BOOTSTRAP = """
 import importlib.machinery, os, sys
 root = sys.argv.pop(1)
 sys.path.insert(0, root)
-folders = {"stemstore.migrations": "migrations", "stemstore.queries": "queries"}
+folders = {"stemstore.migrations": "migrations", "stemstore.queries": "queries", "stemstore.cli": "cli"}
 class Finder:
     @classmethod
     def find_spec(cls, name, path=None, target=None):
@@ -54,7 +55,10 @@ class Finder:
         return None
 sys.meta_path.insert(0, Finder)
 sys.argv[0] = "stemstore"
-from cli.app import main
+if os.path.isdir(os.path.join(root, "stemstore", "store")):
+    from stemstore.cli.app import main
+else:
+    from cli.app import main
 main()
 """
 
