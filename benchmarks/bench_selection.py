@@ -1,7 +1,7 @@
 """Time the random-forest feature selection (stemstore.selection) against VSURF.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_selection.py [--n-jobs 2] [--repeats 3]
-        [--seeds 5] [--paper] [--paper-seeds 3] [--no-r] [--vendor DIR]
+        [--seeds 5] [--paper] [--paper-seeds 1] [--paper-forests 50] [--no-r] [--vendor DIR]
 
 On a synthetic 136 x 1812 matrix shaped like one instrument group (68 raw and 68 stem
 segments, 1812 features of which a few carry the label), side by side in one run:
@@ -19,8 +19,11 @@ segments, 1812 features of which a few carry the label), side by side in one run
 * seed-to-seed stability: the mean pairwise Jaccard index of f_p1 and of f_pred over
   ``--seeds`` seeds of the fast preset, for both backends;
 * with ``--paper``: the paper preset with the numba backend for ``--paper-seeds`` seeds
-  (median time, Jaccard of f_p1/f_pred) and VSURF-ranger with the paper's parameters once.
-  The sklearn backend's paper preset (about 14 minutes) is not rerun: see BENCHMARKS.md.
+  (median time, Jaccard of f_p1/f_pred when more than one), and numba against VSURF-ranger
+  at paper scale: the paper's parameters, with ``--paper-forests`` thresholding forests
+  for both (default 50, the paper's; fewer keeps a run short on a loaded machine, every
+  other parameter as the paper). The sklearn backend's paper preset (about 14 minutes)
+  is not rerun: see BENCHMARKS.md.
 
 Not a test: timings depend on the machine and its load, so nothing is asserted.
 """
@@ -197,15 +200,36 @@ def run_vsurf(library, workdir, implem, params, n_jobs, seed=0):
     return result
 
 
-def vsurf_params(preset):
+def vsurf_params(preset, n_forests=None):
     p = PRESETS[preset]
     return (
-        p["n_forests"],
+        n_forests or p["n_forests"],
         p["n_trees"],
         p["n_fits_interp"],
         p["n_trees_interp"],
         p["n_fits_pred"],
         p["n_trees_pred"],
+    )
+
+
+def ratios(label, ours, theirs):
+    """Our medians over theirs, wall and CPU."""
+    for name, runs in theirs.items():
+        wall = statistics.median(r["wall"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(
+            f"{label} vs {name}: wall {statistics.median(r['wall'] for r in ours) / wall:.2f}x, "
+            f"CPU {statistics.median(r['cpu'] for r in ours) / cpu:.2f}x",
+            flush=True,
+        )
+
+
+def stability(label, runs):
+    print(
+        f"  {label}: mean pairwise Jaccard f_p1 {mean_jaccard([r['f_p1'] for r in runs]):.2f}, "
+        f"f_pred {mean_jaccard([r['f_pred'] for r in runs]):.2f}; "
+        f"f_pred per seed {[sorted(r['f_pred']) for r in runs]}",
+        flush=True,
     )
 
 
@@ -216,7 +240,13 @@ def main():
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the fast preset for the Jaccard index")
     parser.add_argument("--trees", type=int, default=200, help="trees for the per-tree comparison")
     parser.add_argument("--paper", action="store_true", help="also the paper preset (minutes)")
-    parser.add_argument("--paper-seeds", type=int, default=3)
+    parser.add_argument("--paper-seeds", type=int, default=1, help="seeds of the paper preset (numba)")
+    parser.add_argument(
+        "--paper-forests",
+        type=int,
+        default=50,
+        help="thresholding forests for the paper-scale comparison with VSURF-ranger (50 = the paper)",
+    )
     parser.add_argument("--no-r", action="store_true", help="skip VSURF")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the sklearn reference backend")
     parser.add_argument("--vendor", type=Path, default=REPO.parent / "shared" / "vendor")
@@ -242,57 +272,70 @@ def main():
     )
 
     backends = ["numba"] if args.no_sklearn else ["numba", "sklearn"]
-    timings = {b: [] for b in backends}
-    for _ in range(args.repeats):  # interleaved, so that both see the same load
-        for backend in backends:
-            timings[backend].append(run_selector("fast", X, y, args.n_jobs, 0, backend))
-    medians = {b: describe(f"fast preset, {b:>7}", timings[b]) for b in backends}
-
-    vsurf = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         library, reason = (None, "--no-r") if args.no_r else prepare_vsurf(args.vendor, workdir)
+        implems = [] if library is None else ["ranger", "randomForest"]
         if library is None:
-            print(f"VSURF columns skipped: {reason}")
+            print(f"VSURF columns skipped: {reason}", flush=True)
         else:
             np.savetxt(workdir / "X.csv", X, delimiter=",", fmt="%.9g")
             np.savetxt(workdir / "y.csv", y, fmt="%d")
-            for implem in ("ranger", "randomForest"):
-                runs = [
+
+        runs = {name: [] for name in backends + [f"VSURF-{i}" for i in implems]}
+        for _ in range(args.repeats):  # interleaved, so that all see the same load
+            for backend in backends:
+                runs[backend].append(run_selector("fast", X, y, args.n_jobs, 0, backend))
+            for implem in implems:
+                runs[f"VSURF-{implem}"].append(
                     run_vsurf(library, workdir, implem, vsurf_params("fast"), args.n_jobs)
-                    for _ in range(args.repeats)
-                ]
-                vsurf[implem] = describe(f"fast preset, VSURF-{implem}", runs)
-            for implem, seconds in vsurf.items():
-                ratios = ", ".join(f"{b} {medians[b] / seconds:.2f}x" for b in backends)
-                print(f"fast preset vs VSURF-{implem} (wall, medians): {ratios}")
+                )
+        for name, results in runs.items():
+            describe(f"fast preset, {name:>18}", results)
+        for backend in backends:
+            ratios(f"fast preset, {backend}", runs[backend], {n: r for n, r in runs.items() if n != backend})
 
         print(f"seed-to-seed stability, fast preset, seeds 0..{args.seeds - 1}:", flush=True)
         for backend in backends:
-            runs = [run_selector("fast", X, y, args.n_jobs, seed, backend) for seed in range(args.seeds)]
-            print(
-                f"  {backend:>7}: mean pairwise Jaccard f_p1 {mean_jaccard([r['f_p1'] for r in runs]):.2f}, "
-                f"f_pred {mean_jaccard([r['f_pred'] for r in runs]):.2f}; "
-                f"f_pred per seed {[sorted(r['f_pred']) for r in runs]}",
-                flush=True,
-            )
+            seeded = runs[backend][:1] + [
+                run_selector("fast", X, y, args.n_jobs, seed, backend) for seed in range(1, args.seeds)
+            ]
+            stability(backend, seeded)
 
         if args.paper:
-            runs = [
+            paper = [
                 run_selector("paper", X, y, args.n_jobs, seed, "numba") for seed in range(args.paper_seeds)
             ]
-            paper = describe("paper preset, numba", runs)
-            print(
-                f"  paper, numba, seeds 0..{args.paper_seeds - 1}: mean pairwise Jaccard "
-                f"f_p1 {mean_jaccard([r['f_p1'] for r in runs]):.2f}, "
-                f"f_pred {mean_jaccard([r['f_pred'] for r in runs]):.2f}; "
-                f"f_pred per seed {[sorted(r['f_pred']) for r in runs]}",
-                flush=True,
-            )
+            describe("paper preset, numba", paper)
+            if args.paper_seeds > 1:
+                stability(f"paper, numba, seeds 0..{args.paper_seeds - 1}", paper)
             if library is not None:
-                run = run_vsurf(library, workdir, "ranger", vsurf_params("paper"), args.n_jobs)
-                seconds = describe("paper preset, VSURF-ranger", [run])
-                print(f"paper preset vs VSURF-ranger (wall): numba {paper / seconds:.2f}x")
+                label = "paper preset" if args.paper_forests == 50 else f"paper, {args.paper_forests} forests"
+                ours = (
+                    paper[:1]
+                    if args.paper_forests == 50
+                    else [run_selector_params(X, y, args.n_jobs, n_forests=args.paper_forests)]
+                )
+                theirs = run_vsurf(
+                    library, workdir, "ranger", vsurf_params("paper", args.paper_forests), args.n_jobs
+                )
+                describe(f"{label}, numba", ours)
+                describe(f"{label}, VSURF-ranger", [theirs])
+                ratios(f"{label}, numba", ours, {"VSURF-ranger": [theirs]})
+
+
+def run_selector_params(X, y, n_jobs, **overrides):
+    """The paper preset with overrides (numba backend, seed 0)."""
+    selector = RandomForestSelector.from_preset("paper", random_state=0, n_jobs=n_jobs, **overrides)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    selector.fit(X, y)
+    return dict(
+        wall=time.perf_counter() - wall,
+        cpu=cpu_seconds() - cpu,
+        f_p1=set(selector.f_p1_.tolist()),
+        f_p2=set(selector.f_p2_.tolist()),
+        f_pred=set(selector.f_pred_.tolist()),
+    )
 
 
 if __name__ == "__main__":

@@ -22,11 +22,24 @@ them.
 Forests are built here rather than with :class:`~sklearn.ensemble.RandomForestClassifier`
 because the procedure needs every tree's out-of-bag rows. Each tree is a Gini
 CART tree grown to purity on a bootstrap sample that this module draws itself
-(passed as sample weights = how often each row was drawn), which is what
-``randomForest`` in R does for classification. The trees are fitted as
-:class:`~sklearn.tree.DecisionTreeRegressor` on class indicators, which makes
-exactly the Gini splits at a third of the per-tree overhead (see
-:func:`_tree_target`).
+(bootstrap counts used as weights), which is what ``randomForest`` in R does for
+classification. Two backends grow them:
+
+* ``"numba"`` (the default): one compiled call per forest, on the ranks of each
+  column (:func:`_column_ranks`, :func:`_nb_forest`); about 3x faster per tree
+  with 604 of 1812 features per split, and far faster for the small nested and
+  ascending forests, whose cost in the reference backend is mostly overhead.
+* ``"sklearn"``: the reference, :class:`~sklearn.tree.DecisionTreeRegressor` on
+  class indicators, which makes exactly the Gini splits at a third of the
+  per-tree overhead of a classifier (see :func:`_tree_target`).
+
+Both make the same model of a tree (same splits for the same bootstrap and the
+same candidate features, cuts at the midpoint between values, the same OOB
+votes and importances); they draw their random numbers differently, so for one
+seed they give different, equally distributed results (tests/test_selection.py
+and benchmarks/bench_selection.py compare them). The backend is a constructor
+parameter, so a stored run's parameters record it.
+
 All randomness comes from :class:`numpy.random.SeedSequence` children keyed by
 (step, model, forest), so results do not depend on ``n_jobs`` or on the order in
 which joblib runs the tasks.
@@ -328,8 +341,8 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
     """Grow one forest on ``ranks`` (n_features, n_samples); importances and OOB votes.
 
     Each tree: a bootstrap of n rows (counts used as weights), Gini splits over
-    ``mtry`` features drawn per node without replacement among the features not
-    constant in the node, grown until its leaves are pure (or hold one distinct
+    ``mtry`` features drawn per node without replacement (and more, one at a
+    time, while all drawn are constant in the node), grown until its leaves are pure (or hold one distinct
     row). Returns ``(importance, votes)``: the mean over the trees of each
     feature's OOB permutation importance (0 where a tree does not split on it;
     all zeros when ``with_importance`` is False) and the (n_samples, n_classes)
@@ -409,9 +422,11 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
 
             # Best split: maximise sum_c L_c^2 / L + sum_c R_c^2 / R (= least weighted Gini).
             best_proxy, best_feature, best_threshold = -1.0, -1, -1
-            n_tried, n_drawn = 0, 0
+            n_drawn = 0
             size = end - start
-            while n_tried < mtry and n_drawn < p:
+            # As scikit-learn: mtry features are drawn, constant ones included, but
+            # drawing goes on until one that is not constant in the node is found.
+            while n_drawn < p and (n_drawn < mtry or best_feature < 0):
                 j = n_drawn + _nb_below(state, p - n_drawn)  # partial Fisher-Yates
                 f = features[j]
                 features[j] = features[n_drawn]
@@ -431,7 +446,6 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                         low = min(low, r)
                         high = max(high, r)
                     if low < high:
-                        n_tried += 1
                         # Weights are bootstrap counts, so sums are exact integers
                         # and 1/w comes from a table: no division in the loop.
                         l0, l1 = 0, 0
@@ -455,8 +469,8 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                 if 3 * size >= n:
                     # A large node: walk the column's precomputed sort order once,
                     # skipping rows outside the node (row_w = 0); a split is tried
-                    # where the rank changes. No evaluation = constant in the node.
-                    previous, found = -1, False
+                    # where the rank changes (nowhere if constant in the node).
+                    previous = -1
                     for k in range(n):
                         row = order[f, k]
                         w = row_w[row]
@@ -465,7 +479,6 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                         r = ranks[f, row]
                         if r != previous:
                             if lw > 0.0:  # the split "rank <= previous"
-                                found = True
                                 sl, sr = 0.0, 0.0
                                 for c in range(n_classes):
                                     sl += left_w[c] * left_w[c]
@@ -476,8 +489,6 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                             previous = r
                         left_w[y[row]] += w
                         lw += w
-                    if found:
-                        n_tried += 1
                     continue
                 low = high = ranks[f, rows[start]]
                 for k in range(start + 1, end):
@@ -486,9 +497,8 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                         low = r
                     elif r > high:
                         high = r
-                if low == high:  # constant in this node: does not count toward mtry
+                if low == high:  # constant in this node
                     continue
-                n_tried += 1
                 if high - low < 4 * size:
                     # Class weights per level, scanned in rank order; only the levels
                     # present in the node are touched, and reset afterwards.
@@ -766,8 +776,15 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     min_class_count : int, default=10
         Fewer rows than this in any class raise a ValueError: importances and OOB
         errors are meaningless on a handful of rows.
+    backend : {"numba", "sklearn"}, default="numba"
+        How the forests are grown: "numba", compiled (threads, fast); "sklearn",
+        the reference, scikit-learn trees in worker processes (about 3x slower at
+        paper scale). Same procedure and same distribution of results; the
+        random draws differ, so one seed gives different results on each (see
+        Notes).
     n_jobs : int or None, default=None
-        Parallel jobs (joblib) over forests. None means 1, -1 all cores.
+        Parallel jobs (joblib) over forests: threads with the "numba" backend,
+        processes with "sklearn". None means 1, -1 all cores.
     random_state : int, RandomState instance or None, default=None
         Seed of everything random. The same int gives bit-identical results for
         any ``n_jobs``.
@@ -826,8 +843,34 @@ class RandomForestSelector(SelectorMixin, BaseEstimator):
     errors for j = |f_p2| .. |f_p1| - 1. When f_p2 = f_p1 there is no such jump:
     VSURF then skips the step and returns no f_pred; we use TH_pred = 0 (a feature
     joins if it lowers the error at all). A candidate is compared with the error
-    of the current (last accepted) model; VSURF's code compares with the previous
-    candidate's error even when that candidate was rejected.
+    of the last *accepted* model, as in VSURF's code (``VSURF_pred``: ``t`` is only
+    updated when a variable joins).
+
+    *Other differences from VSURF (1.2.x), kept on purpose.*
+
+    - Thresholding keeps features whose mean importance is strictly greater than
+      the threshold; VSURF keeps those greater than or equal to it. They differ
+      only for a threshold of 0, where ``>`` is the safer choice: it drops the
+      features no tree ever used (importance exactly 0).
+    - Nested and ascending forests try ``max_features_nested`` (default sqrt(k))
+      features per split for every model size k; VSURF switches to k/3 once the
+      model has more features than there are rows (k > n). With ~136 rows and
+      |f_p1| rarely above n this seldom applies.
+    - The data are cast to float32 (as scikit-learn's trees require), which merges
+      values closer than float32's resolution; VSURF works in float64.
+    - The interpretation step walks all of f_p1 by default, as VSURF 1.2 does
+      (its ``VSURF_interp`` has no cap); ``max_interp_features`` is an optional cap,
+      recorded with the other parameters of a stored run.
+
+    *Backends* (``backend``). "numba" grows the same trees as "sklearn" but on
+    the ranks of each column instead of its values: each node draws up to
+    ``mtry`` candidate features without replacement (more if all of those are
+    constant in the node, as in scikit-learn), finds the best Gini split of each
+    from the class weights per rank, and keeps the first best; an out-of-bag row
+    goes left when its value is at most the midpoint between the values either
+    side of the cut. Its random numbers are a splitmix64 stream per forest, seeded
+    from the forest's SeedSequence, so a seed gives the same result for any
+    ``n_jobs`` but not the same as "sklearn" (different draws, same distribution).
 
     *OOB error of a forest.* A row's prediction is the majority vote of the trees
     for which it is out of bag; rows never out of bag are left out; ties count as
