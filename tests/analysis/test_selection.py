@@ -15,10 +15,12 @@ from stemstore.analysis.plots import plot_importance, plot_oob_curves
 from stemstore.analysis.selection import (
     PRESETS,
     RandomForestSelector,
+    _column_ranks,
     _fit_bootstrap_tree,
     _forest_importances,
     _forest_random_streams,
     _leaf_classes,
+    _nb_forest_importances,
     _predict_local,
     _tree_target,
 )
@@ -83,17 +85,25 @@ def test_fitted_attributes_have_consistent_shapes(fitted):
     assert list(selector.f_pred_names_) == [f"x{i}" for i in selector.f_pred_]
 
 
-def test_correlated_copies_keep_a_single_copy_in_f_pred():
+def test_correlated_copies_are_thinned_out_in_f_pred():
+    # With forests this small, a second copy sometimes lowers the mean OOB error by
+    # more than TH_pred and joins f_pred, on either backend (one seed chosen to make
+    # a single copy pass would only test that seed): over seeds, f_pred must keep far
+    # fewer copies than f_p1, and often exactly one.
     X, y = make_problem(copies_of_first=2, seed=1)
-    selector = RandomForestSelector(**TINY, random_state=1).fit(X, y)
     copies = {0, 3, 4}
-    assert copies & set(selector.f_p1_) == copies  # all copies look important...
-    assert len(copies & set(selector.f_pred_)) == 1  # ...but one is enough to predict
+    kept = []
+    for seed in range(8):
+        selector = RandomForestSelector(**TINY, random_state=seed).fit(X, y)
+        assert copies & set(selector.f_p1_) == copies  # all copies look important...
+        kept.append(len(copies & set(selector.f_pred_)))
+    assert np.mean(kept) < 2.2 and kept.count(1) >= 2, kept  # ...but fewer are needed to predict
 
 
-def test_same_seed_gives_identical_results_for_any_n_jobs():
+@pytest.mark.parametrize("backend", ["numba", "sklearn"])
+def test_same_seed_gives_identical_results_for_any_n_jobs(backend):
     X, y = make_problem(n_per_class=40, n_features=60, seed=2)
-    params = dict(TINY, n_trees=40, n_trees_interp=20, n_trees_pred=20, random_state=7)
+    params = dict(TINY, n_trees=40, n_trees_interp=20, n_trees_pred=20, random_state=7, backend=backend)
     first = RandomForestSelector(**params).fit(X, y)
     again = RandomForestSelector(**params).fit(X, y)
     parallel = RandomForestSelector(**params, n_jobs=2).fit(X, y)
@@ -145,6 +155,42 @@ def test_feature_never_used_by_any_tree_has_importance_exactly_zero():
     )
     assert importances[5] == 0.0
     assert importances[INFORMATIVE].min() > 0
+
+
+def test_backends_select_alike():
+    # The backends draw their random numbers differently, so a seed gives different
+    # forests; the procedure and the distribution of its results are the same. On a
+    # problem with a clear answer both find it, and their importances agree.
+    X, y = make_problem()
+    fits = {
+        backend: RandomForestSelector(**TINY, random_state=0, backend=backend).fit(X, y)
+        for backend in ("numba", "sklearn")
+    }
+    for selector in fits.values():
+        assert set(selector.f_pred_) <= set(INFORMATIVE) and len(selector.f_pred_) >= 2
+        assert set(INFORMATIVE) <= set(selector.f_p1_)
+    numba, sklearn = fits["numba"].importances_mean_, fits["sklearn"].importances_mean_
+    assert np.corrcoef(numba, sklearn)[0, 1] > 0.9
+    np.testing.assert_allclose(numba[INFORMATIVE], sklearn[INFORMATIVE], rtol=0.25)
+    assert abs(fits["numba"].forest_oob_errors_.mean() - fits["sklearn"].forest_oob_errors_.mean()) < 0.03
+
+
+def test_numba_importance_of_unused_feature_is_zero_and_classes_beyond_two_work():
+    X, y = make_problem(n_per_class=30, n_features=20, seed=4)
+    X[:, 5] = 1.0  # a constant column can never be split on
+    ranked = _column_ranks(X.astype(np.float32))
+    importances, error = _nb_forest_importances(
+        ranked, y.astype(np.int64), 2, 50, 6, np.random.SeedSequence(0)
+    )
+    assert importances[5] == 0.0 and importances[INFORMATIVE].min() > 0 and 0 <= error < 0.2
+    # Three classes go through the general (not two-class) split search.
+    y3 = np.repeat([0, 1, 2], 30)
+    X3 = np.random.default_rng(0).normal(size=(90, 30))
+    X3[:, :2] += 2.5 * np.c_[y3 == 1, y3 == 2]
+    selector = RandomForestSelector(**TINY, random_state=0).fit(X3, y3)
+    assert set(selector.f_pred_) == {0, 1}
+    with pytest.raises(ValueError, match="backend"):
+        RandomForestSelector(**TINY, backend="ranger").fit(X, y)
 
 
 def test_numpy_tree_walk_matches_scikit_learn():
