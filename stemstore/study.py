@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from stemstore.curation import excluded_segments
 from stemstore.errors import StemstoreError
 from stemstore.store.bulk import segment_table
 from stemstore.store.connection import Store
@@ -91,6 +92,8 @@ def run_study(
     )
 
     segments = segment_table(store, group=group)
+    left_out, _ = excluded_segments(store, segments["segment_id"])  # select and regress leave them out
+    segments = segments[~segments["segment_id"].isin(list(left_out))]
     n_raw, n_stem = int((segments["role"] == "raw").sum()), int((segments["role"] == "stem").sum())
     ids = set(segments["segment_id"].astype(int))
     select_params = {"preset": select_preset, "random_state": seed}
