@@ -1,17 +1,16 @@
-"""The web app's pages and actions on both backends (DuckDB and PostgreSQL), through Starlette's
-test client: a hand-built corpus, segmented, no features (the browser test has those)."""
+"""The web app's pages and actions on both backends (DuckDB and PostgreSQL), served by uvicorn: a hand-built corpus, segmented, no features (the browser test has those)."""
 
 from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from stemstore.segments import segment
-from stemstore.web.app import CSRF_COOKIE, create_app
+from stemstore.web.app import CSRF_COOKIE
 
-from tests.support import build_corpus, noise, tone, with_burst
+from tests.support import build_corpus, noise, served, tone, with_burst
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def client(store, tmp_path):
             "WHERE code = 'S02/R01'"
         )
     segment(store, window=1.5)
-    with TestClient(create_app(store), follow_redirects=False) as c:
+    with served(store) as url, httpx.Client(base_url=url, timeout=60) as c:
         c.get("/")  # the session's CSRF token arrives as a cookie
         yield c
 

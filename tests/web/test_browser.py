@@ -16,15 +16,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from stemstore.analysis.selection_runs import select
 from stemstore.corpus.ingest import ingest
@@ -32,7 +28,9 @@ from stemstore.features.extraction import extract
 from stemstore.segments import segment
 from stemstore.store.connection import Store
 from stemstore.synth.corpus import synthesize_corpus
-from stemstore.web.app import CSRF_COOKIE, create_app
+from stemstore.web.app import CSRF_COOKIE
+
+from tests.support import served
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STEMSTORE_TEST_ARTIFACTS", ROOT / "test-artifacts" / "web"))
@@ -53,12 +51,6 @@ class Site:
     corpus: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     work = tmp_path_factory.mktemp("serve")
@@ -71,20 +63,8 @@ def site(tmp_path_factory):
     segment(store, groups=[GROUP], window=2.0)
     extract(store, workers=2)
     select(store, GROUP, **TINY_SELECTION)
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Site(f"http://127.0.0.1:{port}", store, corpus)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(store) as url:
+        yield Site(url, store, corpus)
     store.close()
 
 
