@@ -166,3 +166,24 @@ def test_cli_exclude_include_and_export(store, db_url, tmp_path):
     assert [e["pair"] for e in listed] == ["bass-p002"] and listed[0]["reason"] == "noise"
     helped = runner.invoke(app, ["exclude", "--help"])
     assert "stemstore exclude --pair" in helped.output
+
+
+def test_study_leaves_out_exclusions_and_reuses_its_runs(store, tmp_path):
+    from stemstore.study import run_study
+
+    import_features(store, _pairs_csv(tmp_path / "pairs.csv"))
+    excluded = curation.exclude(store, pair="bass-p004", reason="bleed")
+    first = run_study(store, "bass", select_preset="fast", regress_preset="paper", n_jobs=1)
+    assert first.skipped is None and first.reused == []
+    for run_id in (first.selection_run, first.regression_run):
+        params = json.loads(
+            store.read_sql("SELECT params FROM runs WHERE id = :r", {"r": run_id})["params"][0]
+        )
+        assert params["exclusions"] == [excluded.id]
+        used = store.read_sql(
+            "SELECT s.pair FROM run_segments r JOIN segments s ON s.id = r.segment_id WHERE r.run_id = :r",
+            {"r": run_id},
+        )
+        assert "bass-p004" not in set(used["pair"]) and len(used) == 26
+    again = run_study(store, "bass", select_preset="fast", regress_preset="paper", n_jobs=1)
+    assert again.reused == [f"selection run {first.selection_run}", f"regression run {first.regression_run}"]
