@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -222,10 +223,40 @@ def pair_view(request: Request) -> Response:
             "group": group,
             "features": typed,
             "source": source,
-            "values": _table(values) if values is not None else None,
+            "values": _values_table(values) if values is not None else None,
             "problem": problem,
         },
     )
+
+
+def _values_table(values: pd.DataFrame) -> dict:
+    """The pair's values beside the group's distributions, compact enough to read at a glance."""
+
+    def g(x) -> str:
+        return "" if x is None or not np.isfinite(x) else f"{x:.4g}"
+
+    rows = [
+        [
+            v.feature,
+            g(v.raw),
+            g(v.stem),
+            g(v.stem - v.raw),
+            f"{g(v.group_raw_median)} ({g(v.group_raw_p10)} – {g(v.group_raw_p90)})",
+            f"{g(v.group_stem_median)} ({g(v.group_stem_p10)} – {g(v.group_stem_p90)})",
+            f"{v.group_raw_n} / {v.group_stem_n}",
+        ]
+        for v in values.itertuples(index=False)
+    ]
+    columns = [
+        "feature",
+        "raw",
+        "stem",
+        "stem − raw",
+        "group raw: median (p10 – p90)",
+        "group stem: median (p10 – p90)",
+        "segments raw / stem",
+    ]
+    return {"columns": columns, "rows": rows}
 
 
 # -- media -----------------------------------------------------------------------------------
