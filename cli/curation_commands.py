@@ -102,6 +102,8 @@ def exclusions(
 
     with open_store(db) as store:
         frame = list_exclusions(store, active_only=active)
+    for column in ("excluded_at", "included_at"):  # readable in every format, JSON included
+        frame[column] = [None if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}" for t in frame[column]]
     render(frame, fmt, title="Exclusions")
 
 

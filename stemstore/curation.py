@@ -223,13 +223,15 @@ def excluded_segments(store: Store, segment_ids=None) -> tuple[set[int], list[in
     return set(hits["segment_id"].astype(int)), sorted(set(hits["exclusion_id"].astype(int)))
 
 
-def excluded_units(store: Store) -> tuple[set[int], dict[str, int], dict[int, int]]:
-    """What ``segment`` leaves out: (multitrack ids, {pair: exclusion id},
-    {multitrack id: exclusion id}) of the active exclusions."""
+def excluded_units(store: Store) -> tuple[dict[int, int], dict[str, int]]:
+    """What ``segment`` leaves out: ({multitrack id: exclusion id}, {pair: exclusion id}) of
+    the active exclusions."""
     active = store.read_sql(
         "SELECT id, scope, multitrack_id, pair FROM exclusions WHERE included_at IS NULL ORDER BY id"
     )
     whole = active[active["scope"] == "multitrack"]
     pairs = active[active["scope"] == "pair"]
-    by_multitrack = {int(m): int(i) for m, i in zip(whole["multitrack_id"], whole["id"])}
-    return set(by_multitrack), {str(p): int(i) for p, i in zip(pairs["pair"], pairs["id"])}, by_multitrack
+    return (
+        {int(m): int(i) for m, i in zip(whole["multitrack_id"], whole["id"])},
+        {str(p): int(i) for p, i in zip(pairs["pair"], pairs["id"])},
+    )

@@ -524,11 +524,11 @@ def segment(
 def _leave_out_excluded(store: Store, todo: list[_Unit]) -> tuple[list[_Unit], list[int]]:
     """The units a curator has not excluded (their rows, if any, stay as they are), and the
     ids of the exclusions that left units out."""
-    multitracks, pairs, by_multitrack = excluded_units(store)
+    multitracks, pairs = excluded_units(store)
     kept, applied = [], set()
     for unit in todo:
         if unit.multitrack_id in multitracks:
-            applied.add(by_multitrack[unit.multitrack_id])
+            applied.add(multitracks[unit.multitrack_id])
         elif unit.pair_key in pairs:
             applied.add(pairs[unit.pair_key])
         else:

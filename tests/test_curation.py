@@ -164,6 +164,7 @@ def test_cli_exclude_include_and_export(store, db_url, tmp_path):
     assert list(frame["active"]) == [False, False, True]
     listed = json.loads(run("exclusions", "--active", "--format", "json").output)
     assert [e["pair"] for e in listed] == ["bass-p002"] and listed[0]["reason"] == "noise"
+    assert listed[0]["excluded_at"][:2] == "20" and listed[0]["included_at"] is None
     helped = runner.invoke(app, ["exclude", "--help"])
     assert "stemstore exclude --pair" in helped.output
 

@@ -134,3 +134,4 @@ def test_exclude_include_export_and_query(client, store):
     assert len(store.read_sql("SELECT id FROM exclusions")) == 2
     results = client.get("/results", params={"group": "bass"})
     assert results.status_code == 200 and "Table 4" in results.text
+    assert "No finished selection or regression run of bass" in results.text and "<img" not in results.text
