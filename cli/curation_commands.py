@@ -10,7 +10,8 @@ from .common import DbOption, FormatOption, app, open_store, user_errors
 from .render import Format, render
 
 PairOption = Annotated[
-    str | None, typer.Option("--pair", "-p", help="Segment pair: <multitrack>/<instrument>.")
+    str | None,
+    typer.Option("--pair", "-p", help='Segment pair: MULTITRACK/INSTRUMENT, e.g. "Song03/electric bass".'),
 ]
 MultitrackOption = Annotated[str | None, typer.Option("--multitrack", "-m", help="A whole multitrack.")]
 SegmentOption = Annotated[int | None, typer.Option("--segment", "-s", help="A segment id (names its pair).")]
