@@ -257,7 +257,7 @@ def multitrack(store: Store, multitrack_id: int) -> dict:
 _SEGMENT_SQL = """
 SELECT s.id, s.track_id, s.role, s.pair, s.start, s.duration, s.params, s.status, s.reason,
        s.stale, s.source, t.code, t.multitrack_id, m.name AS multitrack, i.name AS instrument,
-       s.instrument_id
+       s.instrument_id, t.audio_status, t.status_reason
 FROM segments s JOIN tracks t ON t.id = s.track_id JOIN multitracks m ON m.id = t.multitrack_id
 JOIN instruments i ON i.id = s.instrument_id
 """

@@ -96,6 +96,16 @@ def test_pair_page_media_and_errors(client, store):
     assert client.get("/pairs/abc").status_code == 400
     assert client.get(f"/pictures/segments/{pair_id}/bogus.png").status_code == 404
 
+    # a file that became unreadable since segmenting: said on the page, no player for it
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE tracks SET audio_status = 'unreadable', status_reason = 'truncated WAV' "
+            "WHERE code = 'S01/R01' AND multitrack_id = (SELECT id FROM multitracks WHERE name = 'MT1')"
+        )
+    page = client.get(f"/pairs/{pair_id}")
+    assert "no audio to play: the file is unreadable (truncated WAV)" in page.text
+    assert page.text.count("<audio") == 2
+
 
 def test_exclude_include_export_and_query(client, store):
     token = client.cookies[CSRF_COOKIE]
