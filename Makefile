@@ -14,12 +14,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Debian's PostgreSQL server, for the tests' throwaway clusters, and espeak-ng, which speaks
-# the speech segment of the feature-parity tests
+# Debian's PostgreSQL server, for the tests' throwaway clusters, espeak-ng, which speaks
+# the speech segment of the feature-parity tests, and chromium, the headless browser that
+# drives `stemstore serve` in the web tests (Playwright uses it; it never downloads one)
 postgres:
 	@(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1) && \
-	  command -v espeak-ng >/dev/null 2>&1 || \
-	  ($(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql espeak-ng)
+	  command -v espeak-ng >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q && \
+	   $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql espeak-ng chromium)
 
 test: install postgres
 	$(PY) -m ruff check .

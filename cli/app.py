@@ -9,6 +9,7 @@ from . import pipeline_commands  # noqa: F401
 from . import selection_commands  # noqa: F401
 from . import regression_commands  # noqa: F401
 from . import study_commands  # noqa: F401
+from . import curation_commands  # noqa: F401
 from .common import app
 
 

@@ -116,3 +116,5 @@ def demo(
     typer.echo(f"figures ({len(result.figures)}) in {directory / 'figures'}:")
     for path in result.figures:
         typer.echo(f"  {path}")
+    typer.echo("")
+    typer.echo(f"listen to the pairs and curate the corpus in a browser: {result.serve_command}")

@@ -54,6 +54,7 @@ from stemstore.audio import (
     window_energy,
     window_energies,
 )
+from stemstore.curation import excluded_units
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import utcnow
 from stemstore.store.connection import Store, describe_error
@@ -75,6 +76,7 @@ class SegmentSummary:
     unchanged: int = 0  # already current: nothing done
     pairs: int = 0  # new pairs (2 pending segments each)
     replaced: int = 0  # units segmented again because their rows were stale or outdated
+    excluded: int = 0  # units left alone because a curator excluded their pair or multitrack
     skipped_units: int = 0  # units that gave no pair
     skip_reasons: dict[str, int] = field(default_factory=dict)  # stem rows skipped, by kind
 
@@ -88,6 +90,8 @@ class SegmentSummary:
         )
         if self.replaced:
             text += f", {self.replaced} redone (stale)"
+        if self.excluded:
+            text += f", {self.excluded} left out (excluded)"
         if self.skip_reasons:
             text += "; skipped stems: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skip_reasons.items()))
         return text
@@ -478,13 +482,21 @@ def segment(
     units, tracks, raws_of = _units(store, labels)
     todo = [u for u in units if not _is_current(u, raws_of)]
     summary = SegmentSummary(run_id=None, units=len(units), unchanged=len(units) - len(todo))
+    todo, exclusion_ids = _leave_out_excluded(store, todo)
+    summary.excluded = summary.units - summary.unchanged - len(todo)
     if not todo:
         return summary
 
     with store.run(
         RunKind.SEGMENT,
         group=",".join(groups) if groups else None,
-        params={"window": window, "normalise": normalise, "groups": list(groups or []), "units": len(todo)},
+        params={
+            "window": window,
+            "normalise": normalise,
+            "groups": list(groups or []),
+            "units": len(todo),
+            "exclusions": exclusion_ids,
+        },
         failure_message=describe_error,
     ) as run:
         run.counts = lambda: _counts(summary)
@@ -520,12 +532,28 @@ def segment(
     return summary
 
 
+def _leave_out_excluded(store: Store, todo: list[_Unit]) -> tuple[list[_Unit], list[int]]:
+    """The units a curator has not excluded (their rows, if any, stay as they are), and the
+    ids of the exclusions that left units out."""
+    multitracks, pairs = excluded_units(store)
+    kept, applied = [], set()
+    for unit in todo:
+        if unit.multitrack_id in multitracks:
+            applied.add(multitracks[unit.multitrack_id])
+        elif unit.pair_key in pairs:
+            applied.add(pairs[unit.pair_key])
+        else:
+            kept.append(unit)
+    return kept, sorted(applied)
+
+
 def _counts(summary: SegmentSummary) -> dict:
     return {
         "units": summary.units,
         "unchanged": summary.unchanged,
         "pairs": summary.pairs,
         "replaced": summary.replaced,
+        "excluded": summary.excluded,
         "skipped_units": summary.skipped_units,
         "skipped_stems": summary.skip_reasons,
     }

@@ -9,12 +9,14 @@ cost time. ``run_demo`` adds a synthetic corpus, the ingest, the reports and the
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
 
 import pandas as pd
 
+from stemstore.curation import excluded_segments
 from stemstore.errors import StemstoreError
 from stemstore.store.bulk import segment_table
 from stemstore.store.connection import Store
@@ -92,6 +94,8 @@ def run_study(
     )
 
     segments = segment_table(store, group=group)
+    left_out, _ = excluded_segments(store, segments["segment_id"])  # select and regress leave them out
+    segments = segments[~segments["segment_id"].isin(list(left_out))]
     n_raw, n_stem = int((segments["role"] == Role.RAW).sum()), int((segments["role"] == Role.STEM).sum())
     ids = set(segments["segment_id"].astype(int))
     select_params = {"preset": select_preset, "random_state": seed}
@@ -163,6 +167,12 @@ class DemoResult:
     studies: list[StudyResult]
     tables: dict[str, pd.DataFrame]
     figures: list[Path]
+    store_db: str = ""  # the --db that opens the demo store
+
+    @property
+    def serve_command(self) -> str:
+        """The command that opens the demo store in the browser (``stemstore serve``)."""
+        return f"stemstore serve --db {shlex.quote(self.store_db)}"
 
 
 def run_demo(
@@ -209,7 +219,8 @@ def run_demo(
         )
         marker.write_text(json.dumps(wanted))
 
-    store = Store.open(db or str(directory / "stemstore.duckdb"), create=True, check_schema=False)
+    store_db = db or str(directory / "stemstore.duckdb")
+    store = Store.open(store_db, create=True, check_schema=False)
     with store:
         store.init()
         summary = _with_progress(progress_factory, "ingesting", lambda p: ingest(store, corpus, progress=p))
@@ -238,7 +249,7 @@ def run_demo(
             for name in STUDY_TABLES
         }
         figures = _write_figures(store, directory / "figures", [s for s in studies if not s.skipped])
-        return DemoResult(directory, store.label, studies, tables, figures)
+        return DemoResult(directory, store.label, studies, tables, figures, store_db)
 
 
 def _write_figures(store: Store, folder: Path, studies: list[StudyResult]) -> list[Path]:

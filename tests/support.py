@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,36 @@ def segment_rows(store) -> list[dict]:
             r[key] = None if pd.isna(r[key]) else r[key]
         r["params"] = json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]
     return rows
+
+
+# -- the web app ------------------------------------------------------------------------------
+@contextmanager
+def served(store):
+    """``stemstore serve``'s app over ``store``, run by uvicorn in a thread on a free loopback
+    port; yields the base URL and stops the server on exit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from stemstore.web.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the web app did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -24,11 +24,13 @@ LAYERS = {
     "audio": 1,
     "corpus": 2,
     "synth": 3,
+    "curation": 2,
     "segments": 3,
     "features": 4,
     "analysis": 5,
     "reports": 6,
     "study": 7,
+    "web": 7,
     "cli": 8,
 }
 

@@ -44,6 +44,8 @@ def test_installed_package_works_outside_the_repo(tmp_path):
         "stemstore/migrations/env.py",
         "stemstore/migrations/versions/0001_initial_schema.py",
         "stemstore/queries/table2.sql",
+        "stemstore/web/templates/pair.html",
+        "stemstore/web/static/style.css",
     ):
         assert (target / packaged).is_file(), packaged
     work = tmp_path / "elsewhere"

@@ -56,6 +56,8 @@ def test_demo_prints_the_tables_and_writes_the_figures(demo_run):
         assert png.startswith(b"\x89PNG") and len(png) > 5000, name
     assert (work / "demo-output" / "stemstore.duckdb").is_file()
     assert "vocal: selecting features" in first.stderr  # progress and stages are shown
+    # it ends with the command that opens the demo store in the browser
+    assert first.stdout.strip().splitlines()[-1].endswith("stemstore serve --db demo-output/stemstore.duckdb")
 
 
 def test_selection_on_compressed_stems_finds_dynamic_descriptors(demo_run):

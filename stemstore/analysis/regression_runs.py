@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sklearn.exceptions import DataConversionWarning
 
 from stemstore.analysis import regression as rg
+from stemstore.curation import excluded_segments
 from stemstore.errors import StemstoreError
 from stemstore.store.bulk import feature_matrix, stored_values
 from stemstore.analysis.matrix import replace_non_finite
@@ -108,12 +109,15 @@ def run_features(store: Store, run_id: int) -> list[str]:
 def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataFrame:
     """The group's paired segments (raw and stem rows) with the features, indexed by segment_id,
     non-finite values replaced as docs/method.md, section 3 describes (count in ``attrs``).
+    Pairs a curator excluded are left out (``attrs["exclusions"]``: the exclusion ids applied).
 
     Raises StemstoreError when there are none, or when a segment lacks one of the features.
     """
     features = list(features)
     frame = feature_matrix(store, group=group, features=list(features))
     frame = frame[frame["pair"].notna()].copy()
+    left_out, exclusions = excluded_segments(store, frame.index)
+    frame = frame[~frame.index.isin(list(left_out))].copy()
     if frame.empty:
         raise StemstoreError(f"group {group!r} has no paired segments with extracted features")
     with store.engine.connect() as conn:
@@ -131,6 +135,8 @@ def paired_matrix(store: Store, group: str, features: Sequence[str]) -> pd.DataF
     values, replaced = replace_non_finite(frame[features].to_numpy(dtype=np.float64))
     frame[features] = values
     frame.attrs["non_finite_replaced"] = replaced
+    frame.attrs["exclusions"] = exclusions
+    frame.attrs["excluded_segments"] = len(left_out)
     return frame
 
 
@@ -185,6 +191,7 @@ def regress(
         "features": features,
         "selection_run": selection_run,
         "grids": rg.json_safe(dict(grids)) if grids else None,
+        "exclusions": frame.attrs["exclusions"],
     }
     # also on Ctrl-C the run says it failed, and nothing partial is kept
     with store.run(RUN_KIND, group=group, params=params, seed=seed, failure_message=_failure_message) as run:
@@ -310,6 +317,7 @@ def _write_results(
         "test_pairs": len(result.test_pairs),
         "outlier_pairs": len(result.removed_outlier_pairs),
         "non_finite_replaced": int(frame.attrs.get("non_finite_replaced", 0)),
+        "excluded_segments": int(frame.attrs.get("excluded_segments", 0)),
         "best": "+".join(ensemble.models) or None,
         "a_mape": ensemble.a_mape if ensemble.models else None,
         "warnings": list(result.warnings),

@@ -10,13 +10,14 @@ the ascending (prediction) OOB errors.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from stemstore.curation import excluded_segments
 from stemstore.errors import StemstoreError
-from stemstore.store.bulk import META_COLUMNS
+from stemstore.store.bulk import META_COLUMNS, segment_table
 from stemstore.analysis.matrix import analysis_matrix
 from stemstore.store.schema import Run
 from stemstore.analysis.selection import PRESETS, RandomForestSelector
@@ -34,11 +35,17 @@ class SelectionInput:
     X: pd.DataFrame
     y: np.ndarray
     non_finite_replaced: int
+    exclusions: list[int] = field(default_factory=list)  # ids of the exclusions applied
+    excluded_segments: int = 0  # segments they left out
 
 
 def selection_input(store: Store, group: str, segment_ids: list[int] | None = None) -> SelectionInput:
-    """Read a group's extracted segments; keep the features every segment has; replace
-    non-finite values as docs/method.md, section 3 describes."""
+    """Read a group's extracted segments, less those a curator excluded; keep the features
+    every segment has; replace non-finite values as docs/method.md, section 3 describes."""
+    candidates = segment_table(store, group=group)["segment_id"] if segment_ids is None else segment_ids
+    left_out, exclusions = excluded_segments(store, candidates)
+    if left_out:
+        segment_ids = [int(i) for i in candidates if int(i) not in left_out]
     wide, replaced = analysis_matrix(store, group=group, segment_ids=segment_ids)
     features = [c for c in wide.columns if c not in META_COLUMNS]
     if wide.empty or not features:
@@ -56,6 +63,8 @@ def selection_input(store: Store, group: str, segment_ids: list[int] | None = No
         X=pd.DataFrame(wide[features].to_numpy(dtype=np.float64), columns=features),
         y=(wide["role"] == "stem").to_numpy(dtype=np.int64),
         non_finite_replaced=replaced,
+        exclusions=exclusions,
+        excluded_segments=len(left_out),
     )
 
 
@@ -83,6 +92,7 @@ def select(
         **{k: v for k, v in selector.get_params().items() if k != "verbose"},
         "n_segments": len(data.y),
         "n_features": data.X.shape[1],
+        "exclusions": data.exclusions,
     }
     try:
         with store.run(
@@ -104,6 +114,7 @@ def select(
                 "raw_segments": int((data.y == 0).sum()),
                 "stem_segments": int((data.y == 1).sum()),
                 "non_finite_replaced": data.non_finite_replaced,
+                "excluded_segments": data.excluded_segments,
             }
     except ValueError as exc:
         raise StemstoreError(f"selection for group {group!r} failed: {exc}") from exc

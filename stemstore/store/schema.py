@@ -372,3 +372,28 @@ class RegressionEnsemble(Base):
     kept_features: Mapped[list] = mapped_column(JSONText)
     a_mape: Mapped[float | None] = mapped_column(sa.Float(precision=53))
     is_best: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+
+
+class Exclusion(Base):
+    """A curator's decision to leave a segment pair or a whole multitrack out of the analyses.
+
+    ``scope`` is ``pair`` (``pair`` names it, as segments do: ``<multitrack>/<instrument>``) or
+    ``multitrack``. An exclusion is reversed by including it again: ``included_at`` (who, why)
+    is set and the row stays, so the history of decisions is kept. ``segment``, ``select``,
+    ``regress`` and ``study`` leave out what active exclusions (``included_at IS NULL``) name,
+    and record the ids they saw. No foreign key, like the other side tables, so that its
+    migration downgrades on DuckDB; the multitrack's name is kept for the same reason.
+    """
+
+    __tablename__ = "exclusions"
+    id: Mapped[int] = _id("exclusions_id_seq")
+    scope: Mapped[str] = mapped_column(sa.Text)  # pair | multitrack
+    multitrack_id: Mapped[int] = mapped_column(sa.BigInteger)
+    multitrack: Mapped[str] = mapped_column(sa.Text)
+    pair: Mapped[str | None] = mapped_column(sa.Text)  # NULL for a whole multitrack
+    reason: Mapped[str] = mapped_column(sa.Text)
+    excluded_by: Mapped[str] = mapped_column(sa.Text)
+    excluded_at: Mapped[datetime] = mapped_column(sa.DateTime, default=utcnow)
+    included_by: Mapped[str | None] = mapped_column(sa.Text)
+    included_at: Mapped[datetime | None] = mapped_column(sa.DateTime)
+    include_reason: Mapped[str | None] = mapped_column(sa.Text)

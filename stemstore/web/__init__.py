@@ -1,0 +1,1 @@
+"""The curation web app behind ``stemstore serve`` (:mod:`stemstore.web.app`)."""
