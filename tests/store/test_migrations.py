@@ -64,9 +64,9 @@ def test_head_migration_matches_models(pg_cluster):
 
 
 def _row_counts(store: Store) -> dict[str, int]:
+    present = set(Base.metadata.tables) & tables(store)  # at an older revision, fewer tables
     return {
-        table: int(store.read_sql(f"SELECT COUNT(*) AS n FROM {table}")["n"][0])
-        for table in sorted(Base.metadata.tables)
+        table: int(store.read_sql(f"SELECT COUNT(*) AS n FROM {table}")["n"][0]) for table in sorted(present)
     }
 
 
@@ -120,7 +120,7 @@ def test_enum_checks_keep_rows_and_refuse_other_values(db_url):
         _add_corpus(store, "bad", "bogus")
 
     store.downgrade("0007")
-    assert _row_counts(store) == before
+    assert _row_counts(store) == {t: n for t, n in before.items() if t != "exclusions"}
     for view in view_names():
         store.read_sql(f"SELECT * FROM {view} WHERE 1 = 0")  # views survive the rebuild
     _add_corpus(store, "bad", "bogus")  # no check before 0008
