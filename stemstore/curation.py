@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from stemstore.enums import ExclusionScope
 from stemstore.errors import StemstoreError
 from stemstore.store.connection import Store
 from stemstore.store.schema import Exclusion, utcnow
 
-SCOPES = ("pair", "multitrack")
+SCOPES = tuple(ExclusionScope.values())
 #: Columns of :func:`list_exclusions`, in order.
 COLUMNS = [
     "id",
@@ -65,7 +66,7 @@ class ExclusionRecord:
     active: bool
 
     def describe(self) -> str:
-        what = f"pair {self.pair}" if self.scope == "pair" else f"multitrack {self.multitrack}"
+        what = f"pair {self.pair}" if self.scope == ExclusionScope.PAIR else f"multitrack {self.multitrack}"
         state = "excluded" if self.active else "included again"
         return f"exclusion {self.id}: {what} {state} ({self.reason})"
 
@@ -106,11 +107,11 @@ def _target(
         )
         if found.empty:
             raise StemstoreError(f"no segment pair {pair!r} (pairs are named <multitrack>/<instrument>)")
-        return "pair", int(found["id"].iloc[0]), str(found["name"].iloc[0]), pair
+        return ExclusionScope.PAIR, int(found["id"].iloc[0]), str(found["name"].iloc[0]), pair
     found = store.read_sql("SELECT id, name FROM multitracks WHERE name = :n", {"n": multitrack})
     if found.empty:
         raise StemstoreError(f"no multitrack {multitrack!r}")
-    return "multitrack", int(found["id"].iloc[0]), multitrack, None
+    return ExclusionScope.MULTITRACK, int(found["id"].iloc[0]), multitrack, None
 
 
 def exclude(
@@ -229,8 +230,8 @@ def excluded_units(store: Store) -> tuple[dict[int, int], dict[str, int]]:
     active = store.read_sql(
         "SELECT id, scope, multitrack_id, pair FROM exclusions WHERE included_at IS NULL ORDER BY id"
     )
-    whole = active[active["scope"] == "multitrack"]
-    pairs = active[active["scope"] == "pair"]
+    whole = active[active["scope"] == ExclusionScope.MULTITRACK]
+    pairs = active[active["scope"] == ExclusionScope.PAIR]
     return (
         {int(m): int(i) for m, i in zip(whole["multitrack_id"], whole["id"])},
         {str(p): int(i) for p, i in zip(pairs["pair"], pairs["id"])},

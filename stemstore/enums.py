@@ -65,6 +65,13 @@ class SegmentStatus(TextEnum):
     SKIPPED = "skipped"
 
 
+class ExclusionScope(TextEnum):
+    """What a curator's exclusion leaves out: one segment pair or a whole multitrack."""
+
+    PAIR = "pair"
+    MULTITRACK = "multitrack"
+
+
 class RunKind(TextEnum):
     IMPORT = "import"
     INGEST = "ingest"

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("included_at", sa.DateTime(), nullable=True),
         sa.Column("include_reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+        sa.CheckConstraint("scope IN ('pair', 'multitrack')", name="ck_exclusions_scope"),
     )
 
 

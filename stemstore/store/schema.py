@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeDecorator
 from stemstore.enums import (
     AudioStatus,
     CorpusFormat,
+    ExclusionScope,
     Role,
     RunKind,
     RunStatus,
@@ -65,6 +66,7 @@ ENUM_COLUMNS: dict[str, dict[str, tuple[str, type[TextEnum]]]] = {
     },
     "runs": {"ck_runs_kind": ("kind", RunKind), "ck_runs_status": ("status", RunStatus)},
     "run_segments": {"ck_run_segments_split": ("split", Split)},
+    "exclusions": {"ck_exclusions_scope": ("scope", ExclusionScope)},
 }
 
 
@@ -386,6 +388,7 @@ class Exclusion(Base):
     """
 
     __tablename__ = "exclusions"
+    __table_args__ = _checks("exclusions")
     id: Mapped[int] = _id("exclusions_id_seq")
     scope: Mapped[str] = mapped_column(sa.Text)  # pair | multitrack
     multitrack_id: Mapped[int] = mapped_column(sa.BigInteger)
