@@ -193,8 +193,15 @@ def run_vsurf(library, workdir, implem, params, n_jobs, seed=0):
     done = subprocess.run(["Rscript", str(script)], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-500:])
-    out = dict(re.findall(r"RESULT (\w+)=(.*)", done.stdout))
-    result = {"wall": float(out["wall"].split()[0]), "cpu": float(out["cpu"])}
+    out = dict(
+        re.findall(
+            r"(\w+)=([^=\n]*?)(?= \w+=|\n|$)",
+            "\n".join(
+                line[len("RESULT ") :] for line in done.stdout.splitlines() if line.startswith("RESULT ")
+            ),
+        )
+    )
+    result = {"wall": float(out["wall"]), "cpu": float(out["cpu"])}
     for key in ("f_p1", "f_p2", "f_pred"):
         result[key] = {int(v) for v in out[key].split()}
     return result
@@ -248,6 +255,7 @@ def main():
         help="thresholding forests for the paper-scale comparison with VSURF-ranger (50 = the paper)",
     )
     parser.add_argument("--no-r", action="store_true", help="skip VSURF")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast preset and the seeds")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the sklearn reference backend")
     parser.add_argument("--vendor", type=Path, default=REPO.parent / "shared" / "vendor")
     args = parser.parse_args()
@@ -283,20 +291,22 @@ def main():
             np.savetxt(workdir / "y.csv", y, fmt="%d")
 
         runs = {name: [] for name in backends + [f"VSURF-{i}" for i in implems]}
-        for _ in range(args.repeats):  # interleaved, so that all see the same load
+        for _ in range(0 if args.no_fast else args.repeats):  # interleaved, so that all see the same load
             for backend in backends:
                 runs[backend].append(run_selector("fast", X, y, args.n_jobs, 0, backend))
+                describe(f"  one run, fast preset, {backend}", runs[backend][-1:])
             for implem in implems:
                 runs[f"VSURF-{implem}"].append(
                     run_vsurf(library, workdir, implem, vsurf_params("fast"), args.n_jobs)
                 )
-        for name, results in runs.items():
+                describe(f"  one run, fast preset, VSURF-{implem}", runs[f"VSURF-{implem}"][-1:])
+        for name, results in runs.items() if not args.no_fast else ():
             describe(f"fast preset, {name:>18}", results)
-        for backend in backends:
+        for backend in backends if not args.no_fast else ():
             ratios(f"fast preset, {backend}", runs[backend], {n: r for n, r in runs.items() if n != backend})
 
         print(f"seed-to-seed stability, fast preset, seeds 0..{args.seeds - 1}:", flush=True)
-        for backend in backends:
+        for backend in backends if not args.no_fast else ():
             seeded = runs[backend][:1] + [
                 run_selector("fast", X, y, args.n_jobs, seed, backend) for seed in range(1, args.seeds)
             ]

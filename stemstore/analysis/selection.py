@@ -70,11 +70,9 @@ _STEP_THRESHOLDING, _STEP_INTERPRETATION, _STEP_PREDICTION = 1, 2, 3
 #: forests of 2000 trees, |F|/3 features per split, 50 fits per nested and
 #: ascending model); the number of trees of the nested/ascending forests is not
 #: given by the method and is ours: 200 (VSURF used randomForest's default, 500,
-#: in its first releases and uses 100 since release 1.1); it keeps the paper preset
-#: within 15 minutes on 136 x 1812 with two cores, where |f_p1| can approach 100.
-#: "fast" is for tests, previews and interactive work: 10 forests of 200 trees,
-#: 10 fits of 50 trees per nested/ascending model (about 25 s on 136 x 1812 on
-#: two idle cores).
+#: in its first releases and uses 100 since release 1.1). "fast" is for tests,
+#: previews and interactive work: 10 forests of 200 trees, 10 fits of 50 trees per
+#: nested/ascending model. Times on 136 x 1812 with two cores: BENCHMARKS.md.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         n_forests=50,
