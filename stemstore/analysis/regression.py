@@ -156,14 +156,29 @@ def _normalise_split(value: Any) -> str | None:
 def pairs_to_xy(df: pd.DataFrame, features: Sequence[str] | None = None) -> PairedData:
     """Align the raw and stem rows of a pairs table into matrices X (raw) and Y (stem).
 
-    ``df`` has columns ``multitrack, role (raw|stem), pair`` (``instrument`` and ``split`` are
-    optional) and the feature columns. ``features`` defaults to every non-id column; the same
-    features are the inputs (raw values) and the targets (stem values). Pairs are sorted by
-    pair id so that the result does not depend on row order.
+    The same features are the inputs (raw values) and the targets (stem values). Pairs are
+    sorted by pair id, so the result does not depend on row order.
 
-    Raises ValueError for a missing column, an unknown role, a pair without exactly one raw and
-    one stem row, a pair whose two rows disagree on multitrack or split, or a missing (NaN) or
-    infinite feature value.
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per segment: columns ``multitrack``, ``role`` (raw|stem) and ``pair``
+        (``instrument`` and ``split`` are optional), and the feature columns.
+    features : sequence of str, optional
+        The feature columns to use; by default every non-id column.
+
+    Returns
+    -------
+    PairedData
+        X (raw) and Y (stem) as (pairs x features) arrays, with the pair ids, multitracks and
+        splits in the same order.
+
+    Raises
+    ------
+    ValueError
+        For a missing column, an unknown role, a pair without exactly one raw and one stem
+        row, a pair whose two rows disagree on multitrack or split, or a missing (NaN) or
+        infinite feature value.
     """
     missing_ids = [c for c in ("multitrack", "role", "pair") if c not in df.columns]
     if missing_ids:
@@ -333,10 +348,22 @@ def find_outliers(X: np.ndarray, Y: np.ndarray, n_sd: float = 3.0) -> np.ndarray
 
 
 def check_targets_vary(Y_train: np.ndarray, features: Sequence[str]) -> None:
-    """Raise ValueError naming every target feature that is constant over the training pairs.
+    """Check that every target feature varies over the training pairs.
 
     A constant target cannot be learnt (and its mape is meaningless); the caller should drop it
     from the feature list.
+
+    Parameters
+    ----------
+    Y_train : numpy.ndarray
+        Training targets, (pairs x features).
+    features : sequence of str
+        The names of Y_train's columns.
+
+    Raises
+    ------
+    ValueError
+        Naming every target feature that is constant over the training pairs.
     """
     constant = [f for f, sd in zip(features, np.std(Y_train, axis=0)) if not sd > 0]
     if constant:
@@ -382,9 +409,30 @@ def build_paper_models(
 ) -> tuple[dict[str, BaseEstimator], dict[str, dict[str, Any]], list[str]]:
     """Unfitted models with the study's hyperparameters for ``group``, inputs unscaled.
 
-    Returns (models, hyperparameters, warnings). The table is applied exactly; only when the
-    data cannot take a value (more neighbours than training pairs, more PLS components than
-    features) is it clipped, and a warning says so.
+    The table is applied exactly; only when the data cannot take a value (more neighbours than
+    training pairs, more PLS components than features) is it clipped, and a warning says so.
+
+    Parameters
+    ----------
+    group : str
+        A group of the study's hyperparameter table (bass, guitar, vocal, keys).
+    n_train : int
+        Number of training pairs.
+    n_features : int
+        Number of input (and target) features.
+    seed : int, default=0
+        Random state of the models that draw random numbers.
+    n_jobs : int, optional
+        Parallel jobs of the models that support them.
+
+    Returns
+    -------
+    models : dict of str to estimator
+        The five unfitted models, by name.
+    hyperparameters : dict of str to dict
+        The hyperparameters each model was given, by name.
+    warnings : list of str
+        One line per value that had to be clipped.
     """
     table = paper_hyperparameters(group)
     notes: list[str] = []
@@ -552,9 +600,29 @@ def fit_tuned_models(
 ) -> tuple[dict[str, BaseEstimator], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Tune each model by grid search with 5-fold cross-validation and refit it on all of X_train.
 
-    ``grids`` overrides :data:`TUNED_GRIDS` per model (parameter names of the model itself, e.g.
-    ``{"svr": {"C": [1.0]}}``). Returns (fitted estimators, hyperparameters, CV records); the
-    estimators are TransformedTargetRegressor(Pipeline(StandardScaler, model), StandardScaler).
+    Parameters
+    ----------
+    X_train, Y_train : numpy.ndarray
+        Training inputs (raw values) and targets (stem values), (pairs x features).
+    groups : numpy.ndarray
+        Each training pair's multitrack, so that folds keep a multitrack's pairs together.
+    seed : int, default=0
+        Seed of the folds and of the models that draw random numbers.
+    n_jobs : int, optional
+        Parallel jobs of the grid searches.
+    grids : mapping, optional
+        Overrides :data:`TUNED_GRIDS` per model, with the parameter names of the model itself,
+        e.g. ``{"svr": {"C": [1.0]}}``.
+
+    Returns
+    -------
+    fitted : dict of str to estimator
+        The refitted estimators, each TransformedTargetRegressor(Pipeline(StandardScaler,
+        model), StandardScaler).
+    hyperparameters : dict of str to dict
+        The chosen hyperparameters of each model.
+    cv_records : dict of str to dict
+        Each model's cross-validation record (folds, grid, scores).
     """
     grids = {**TUNED_GRIDS, **(dict(grids) if grids else {})}
     cv, cv_name = _cross_validator(groups, seed)
@@ -985,11 +1053,43 @@ def run_regression(
 ) -> RegressionResult:
     """Fit and evaluate the five models on one group's pairs (docs/method.md, section 5).
 
-    ``features`` are the f_pred features (inputs and targets); None takes every feature column
-    of ``pairs_df``. ``preset`` "paper" uses the study's hyperparameter table for ``group``
-    (bass, guitar, vocal, keys) on unscaled data; "tuned" grid-searches each model (see
-    :data:`TUNED_GRIDS`, overridable with ``grids``). ``outliers`` "3sigma" removes training
-    pairs with a value more than 3 sd from its feature's training mean; "none" keeps all.
+    Parameters
+    ----------
+    pairs_df : pandas.DataFrame
+        The group's segments, one row each, as :func:`pairs_to_xy` reads them.
+    features : sequence of str or None
+        The f_pred features (inputs and targets); None takes every feature column of
+        ``pairs_df``.
+    group : str
+        The group; with ``preset="paper"`` it chooses the row of the hyperparameter table.
+    preset : {"tuned", "paper"}, default="tuned"
+        "paper" uses the study's hyperparameter table for ``group`` (bass, guitar, vocal,
+        keys) on unscaled data; "tuned" grid-searches each model (see :data:`TUNED_GRIDS`).
+    outliers : {"3sigma", "none"}, default="3sigma"
+        "3sigma" removes training pairs with a value more than 3 sd from its feature's training
+        mean; "none" keeps all.
+    test_fraction : float, default=0.1
+        Share of the pairs held out for testing.
+    seed : int, default=0
+        Seed of the split, the folds and the models.
+    n_jobs : int, optional
+        Parallel jobs of the models and grid searches.
+    grids : mapping, optional
+        Overrides of :data:`TUNED_GRIDS` for the "tuned" preset.
+    ensemble_threshold : float, default=0.5
+        A target feature is kept for choosing the best model or average when its best mape over
+        the single models is at most this.
+
+    Returns
+    -------
+    RegressionResult
+        Per model and target feature the metrics on the test pairs, the fitted models, the best
+        model or average over the kept features, and the split, hyperparameters and warnings.
+
+    Raises
+    ------
+    ValueError
+        For an unknown preset or outlier rule, too few pairs, or a constant target feature.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
@@ -1264,7 +1364,20 @@ TRUSTED_MODEL_TYPES = frozenset(
 
 
 def save_model(model: BaseEstimator, path: str | Path) -> Path:
-    """Save a fitted model (or AveragingRegressor) with skops; returns the path."""
+    """Save a fitted model (or AveragingRegressor) with skops.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted model of :data:`MODEL_NAMES` or an :class:`AveragingRegressor` of them.
+    path : str or pathlib.Path
+        Where to write; missing parent directories are made.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
     import skops.io as sio
 
     path = Path(path)
