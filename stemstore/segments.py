@@ -465,10 +465,26 @@ def segment(
 ) -> SegmentSummary:
     """Make the raw/stem pairs of every unit that has no current segments (docs/method.md, section 2).
 
-    ``groups`` restricts the work to the instruments of those groups (default: every stem with
-    an instrument label). ``window`` is the segment length in seconds, ``normalise=False``
-    skips the ReplayGain step (the equal-loudness filter is always applied).
-    ``progress(done, total)`` is called after each unit. Records a ``segment`` run.
+    Records a ``segment`` run; every skipped unit is recorded with its reason.
+
+    Parameters
+    ----------
+    store : Store
+        The store with the ingested corpus.
+    groups : list of str, optional
+        Restrict the work to the instruments of these groups; by default every stem with an
+        instrument label.
+    window : float, default=10.0
+        Segment length in seconds.
+    normalise : bool, default=True
+        ``False`` skips the ReplayGain step; the equal-loudness filter is always applied.
+    progress : callable, optional
+        ``progress(done, total)``, called after each unit.
+
+    Returns
+    -------
+    SegmentSummary
+        Units paired, skipped (by reason) and redone, and the run's id.
     """
     if window < MIN_WINDOW_SECONDS:
         raise StemstoreError(f"--window must be at least {MIN_WINDOW_SECONDS:g} s (got {window:g})")

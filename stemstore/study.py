@@ -72,10 +72,36 @@ def run_study(
     say: Say = _quiet,
     progress_factory=None,
 ) -> StudyResult:
-    """segment → extract → select → regress for ``group``, reusing current results.
+    """Run segment → extract → select → regress for ``group``, reusing current results.
 
-    ``progress_factory(label)`` gives a context manager yielding a ``progress(done, total)``
-    callback (the CLI's progress bars); None runs silently.
+    Parameters
+    ----------
+    store : Store
+        The store with the ingested corpus.
+    group : str
+        The instrument group.
+    select_preset : {"fast", "paper"}, default="fast"
+        The selection preset.
+    regress_preset : {"tuned", "paper"}, default="tuned"
+        The regression preset.
+    seed : int, default=0
+        Seed of selection and regression.
+    workers : int, default=1
+        Local processes for feature extraction.
+    window : float, default=10.0
+        Segment length in seconds.
+    n_jobs : int, optional
+        Parallel jobs of selection and regression (-1: all cores).
+    say : callable, optional
+        Receives a line of text for each step.
+    progress_factory : callable, optional
+        ``progress_factory(label)`` gives a context manager yielding a ``progress(done, total)``
+        callback (the CLI's progress bars); None runs silently.
+
+    Returns
+    -------
+    StudyResult
+        The runs made or reused for each stage.
     """
     from stemstore.features.extraction import extract
     from stemstore.analysis.regression_runs import regress

@@ -153,12 +153,46 @@ def regress(
     grids: Mapping[str, Mapping[str, list]] | None = None,
     ensemble_threshold: float = 0.5,
 ) -> int:
-    """Fit the five models on ``group``'s pairs, record a regression run, return its id.
+    """Fit the five models on ``group``'s pairs and record a regression run (docs/method.md, section 5).
 
-    Features (inputs and targets): ``features`` when given, else the f_pred of ``selection_run``
-    or of the group's latest finished selection run. Pairs keep their stored split; without one,
-    a seeded split holds out whole multitracks. ``grids`` overrides the tuned preset's grids
-    (see :data:`stemstore.analysis.regression.TUNED_GRIDS`).
+    Pairs keep their stored split; without one, a seeded split holds out whole multitracks.
+
+    Parameters
+    ----------
+    store : Store
+        The store with the group's extracted pairs.
+    group : str
+        The instrument group.
+    features : sequence of str, optional
+        The inputs and targets; by default the f_pred of ``selection_run``.
+    selection_run : int, optional
+        The selection run whose f_pred to use; by default the group's latest current one.
+    preset : {"tuned", "paper"}, default="tuned"
+        "tuned" grid-searches each model; "paper" uses the study's hyperparameters.
+    outliers : {"3sigma", "none"}, default="3sigma"
+        The rule for training pairs with extreme values.
+    test_fraction : float, default=0.1
+        Share of the pairs held out when they have no stored split.
+    seed : int, default=0
+        Seed of the split, the folds and the models.
+    n_jobs : int, optional
+        Parallel jobs of the models and grid searches.
+    grids : mapping, optional
+        Overrides of the tuned preset's grids (:data:`stemstore.analysis.regression.TUNED_GRIDS`).
+    ensemble_threshold : float, default=0.5
+        The largest best-model mape for which a target feature is kept in choosing the best
+        model or average.
+
+    Returns
+    -------
+    int
+        The regression run's id.
+
+    Raises
+    ------
+    StemstoreError
+        For an unknown group, run, preset or feature, too few pairs, or a constant target; the
+        failed run is recorded with its message.
     """
     store.group_instruments(group)  # an unknown group is an error before anything else
     if preset not in rg.PRESETS:

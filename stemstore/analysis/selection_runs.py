@@ -78,10 +78,32 @@ def select(
     progress=None,
     **overrides,
 ) -> int:
-    """Run the three-step selection for ``group`` and store it. Returns the run id.
+    """Run the three-step feature selection for ``group`` and store it (docs/method.md, section 4).
 
-    ``overrides`` are RandomForestSelector parameters (e.g. ``n_trees=500``) on top of the
-    preset. A failure leaves a failed run with its message and no partial results.
+    A failure leaves a failed run with its message and no partial results.
+
+    Parameters
+    ----------
+    store : Store
+        The store with the group's extracted segments.
+    group : str
+        The instrument group.
+    preset : {"fast", "paper"}, default="fast"
+        The parameter set (:data:`stemstore.analysis.selection.PRESETS`).
+    seed : int, default=0
+        The seed; the same seed gives the same result whatever ``n_jobs`` is.
+    n_jobs : int, optional
+        Parallel jobs over forests.
+    progress : callable, optional
+        Called with a line of text as each step starts.
+    **overrides
+        :class:`~stemstore.analysis.selection.RandomForestSelector` parameters on top of the
+        preset, e.g. ``n_trees=500``.
+
+    Returns
+    -------
+    int
+        The selection run's id.
     """
     if preset not in PRESETS:
         raise StemstoreError(f"unknown preset {preset!r} (presets: {', '.join(sorted(PRESETS))})")

@@ -175,13 +175,38 @@ def ingest(
     metadata_only: bool = False,
     progress: ProgressCallback | None = None,
 ) -> IngestSummary:
-    """Ingest the corpus at ``path`` (see the module docstring for the layouts).
+    """Ingest the corpus at ``path``, incrementally (see the module docstring).
 
-    ``metadata_only`` records what the metadata says without looking at the audio (tracks
-    that are new get audio status ``missing``; audio facts already recorded are kept). Returns
-    what was done; problems with single multitracks or files are in the summary, not raised.
-    Raises :class:`StemstoreError` only when nothing can be ingested at all (no such
-    directory, unknown format, no multitracks found).
+    Problems with single multitracks or files (rejected metadata, missing or unreadable audio)
+    are reported in the summary, not raised.
+
+    Parameters
+    ----------
+    store : Store
+        The store to write to.
+    path : str or pathlib.Path
+        The corpus directory.
+    format : {"medleydb", "folder"}, default="medleydb"
+        The corpus layout (:mod:`stemstore.corpus.medleydb`, :mod:`stemstore.corpus.folder`).
+    metadata_dir : str or pathlib.Path, optional
+        MedleyDB only: a directory of ``*_METADATA.yaml`` files kept apart from the audio.
+    metadata_only : bool, default=False
+        Record what the metadata says without looking at the audio: new tracks get audio
+        status ``missing``; audio facts already recorded are kept.
+    progress : callable, optional
+        ``progress(done, total, multitrack name)``, called after each multitrack.
+
+    Returns
+    -------
+    IngestSummary
+        What was done: new, changed and unchanged multitracks, rejections, missing and
+        unreadable files, and the ingest run's id when something changed.
+
+    Raises
+    ------
+    StemstoreError
+        Only when nothing can be ingested at all: no such directory, an unknown format, or no
+        multitracks found.
     """
     if format not in FORMATS:
         raise StemstoreError(f"unknown corpus format {format!r} (formats: {', '.join(FORMATS)})")

@@ -411,12 +411,28 @@ def extract(
     progress: ProgressCallback | None = None,
     limit: int | None = None,
 ) -> ExtractSummary:
-    """Compute and store the features of every pending segment (at most ``limit``).
+    """Compute and store the features of every pending or outdated segment.
 
-    ``workers`` > 1 runs that many local processes; ``dask_address`` (e.g.
-    ``tcp://scheduler:8786``) runs the work on a Dask cluster instead. Results are written
-    here, one transaction per segment. ``progress(done, total)`` is called after each
-    segment. Records an ``extraction`` run with the counts.
+    Results are written by this process, one transaction per segment, so an interrupted run
+    resumes where it stopped. Records an ``extraction`` run with the counts.
+
+    Parameters
+    ----------
+    store : Store
+        The store whose pending segments to extract.
+    workers : int, default=1
+        More than 1 runs that many local processes.
+    dask_address : str, optional
+        A Dask scheduler (e.g. ``tcp://scheduler:8786``) to run the work on instead.
+    progress : callable, optional
+        ``progress(done, total)``, called after each segment.
+    limit : int, optional
+        Extract at most this many segments.
+
+    Returns
+    -------
+    ExtractSummary
+        Segments extracted, failed and replaced (outdated), non-finite values, and the run's id.
     """
     if workers < 1:
         raise StemstoreError(f"--workers must be at least 1 (got {workers})")
