@@ -484,7 +484,13 @@ def segment(
     Returns
     -------
     SegmentSummary
-        Units paired, skipped (by reason) and redone, and the run's id.
+        Units paired, skipped (by reason) and redone, and the run's id (None when there was
+        nothing to do).
+
+    Raises
+    ------
+    StemstoreError
+        For a window shorter than the minimum segment length or an unknown group.
     """
     if window < MIN_WINDOW_SECONDS:
         raise StemstoreError(f"--window must be at least {MIN_WINDOW_SECONDS:g} s (got {window:g})")

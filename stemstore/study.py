@@ -90,7 +90,7 @@ def run_study(
         Local processes for feature extraction.
     window : float, default=10.0
         Segment length in seconds.
-    n_jobs : int, optional
+    n_jobs : int or None, default=-1
         Parallel jobs of selection and regression (-1: all cores).
     say : callable, optional
         Receives a line of text for each step.
@@ -101,7 +101,13 @@ def run_study(
     Returns
     -------
     StudyResult
-        The runs made or reused for each stage.
+        The selection and regression runs made or reused, which runs were reused, and, when
+        selection or regression could not be done, why (``skipped``).
+
+    Raises
+    ------
+    StemstoreError
+        For an unknown group, or when segmenting or extracting fails.
     """
     from stemstore.features.extraction import extract
     from stemstore.analysis.regression_runs import regress

@@ -166,7 +166,8 @@ def regress(
     features : sequence of str, optional
         The inputs and targets; by default the f_pred of ``selection_run``.
     selection_run : int, optional
-        The selection run whose f_pred to use; by default the group's latest current one.
+        The selection run whose f_pred to use; by default the group's latest finished (and
+        not stale) selection run. When ``features`` are given too, the run is still checked.
     preset : {"tuned", "paper"}, default="tuned"
         "tuned" grid-searches each model; "paper" uses the study's hyperparameters.
     outliers : {"3sigma", "none"}, default="3sigma"
@@ -191,8 +192,10 @@ def regress(
     Raises
     ------
     StemstoreError
-        For an unknown group, run, preset or feature, too few pairs, or a constant target; the
-        failed run is recorded with its message.
+        For an unknown group, run, preset, outlier rule or feature, a test fraction outside
+        (0, 1), the paper preset for a group it has no hyperparameters for, no selection run
+        to take f_pred from, too few pairs, or a constant target; a failure during fitting is
+        recorded as a failed run with its message.
     """
     store.group_instruments(group)  # an unknown group is an error before anything else
     if preset not in rg.PRESETS:
@@ -573,13 +576,37 @@ def segment_seconds(store: Store, run_id: int) -> float:
 
 # -- prediction ------------------------------------------------------------------------------
 def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
-    """The raw recording's own values and the predicted stem values of the group's targets.
+    """Predict the stem values of the group's target features from a raw recording.
 
     The recording is analysed like a raw track (docs/method.md, section 2): mono, 44.1 kHz, the
     highest-energy window as long as the group's segments (10 s by default), ReplayGain and
     EqualLoudness, then the catalog's features. A recording shorter than the window is analysed
-    whole (the frame's ``attrs["notes"]`` says so). Model: the best of the group's latest
-    regression run. Columns: feature, raw, predicted_stem; ``attrs`` holds run_id, model, window.
+    whole (the frame's ``attrs["notes"]`` says so). The model is the best of the group's latest
+    finished regression run.
+
+    Parameters
+    ----------
+    store : Store
+        The store holding the group's regression runs.
+    audio_path : str or pathlib.Path
+        The raw recording to analyse.
+    group : str
+        The instrument group whose model to use.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per target feature of the run, with columns ``feature``, ``raw`` (the
+        recording's own value) and ``predicted_stem`` (the predicted stem value). ``attrs``
+        holds ``run_id``, ``model`` (the model names joined by "+"), ``a_mape``,
+        ``window_start_s``, ``window_s`` (the window) and ``notes`` (a list of str).
+
+    Raises
+    ------
+    StemstoreError
+        For an unknown group or one without a finished regression run, a run whose features
+        are not all catalog features, a recording that cannot be loaded or analysed, a silent
+        analysed window, or a target feature without a finite value for this recording.
     """
     from stemstore.audio import (
         SAMPLE_RATE,

@@ -104,6 +104,13 @@ def select(
     -------
     int
         The selection run's id.
+
+    Raises
+    ------
+    StemstoreError
+        For an unknown preset, a group without extracted features or with too few raw or stem
+        segments, or a selection that fails on the data (the failed run is recorded with its
+        message).
     """
     if preset not in PRESETS:
         raise StemstoreError(f"unknown preset {preset!r} (presets: {', '.join(sorted(PRESETS))})")

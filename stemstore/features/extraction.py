@@ -432,7 +432,13 @@ def extract(
     Returns
     -------
     ExtractSummary
-        Segments extracted, failed and replaced (outdated), non-finite values, and the run's id.
+        Segments extracted, failed and replaced (outdated), non-finite values, and the run's id
+        (None when no segment was pending).
+
+    Raises
+    ------
+    StemstoreError
+        For ``workers`` below 1 or a negative ``limit``.
     """
     if workers < 1:
         raise StemstoreError(f"--workers must be at least 1 (got {workers})")
