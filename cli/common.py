@@ -5,6 +5,7 @@ A user error (StemstoreError) prints one line ``error: ...`` on stderr and exits
 
 from __future__ import annotations
 
+import errno
 import functools
 from typing import Annotated
 
@@ -80,6 +81,18 @@ def user_errors(fn):
         except StemstoreError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except OSError as exc:
+            message = describe_os_error(exc, kwargs.get("db"))
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:  # the database's errors, translated when they are the world's
+            message = describe_database_error(exc, kwargs.get("db"))
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             typer.echo(f"interrupted: {str(exc) or 'nothing half-written was kept'}", err=True)
             raise typer.Exit(130) from None
@@ -88,6 +101,62 @@ def user_errors(fn):
 
 
 def open_store(db: str | None, **kwargs):
+    """Open the store; unless read-only, as its writer: on PostgreSQL a second writer waits
+    for the first (saying so on stderr)."""
     from stemstore.store.connection import Store
 
-    return Store.open(db, **kwargs)
+    kwargs.setdefault("writer", not kwargs.get("read_only", False))
+    return Store.open(db, on_wait=lambda line: typer.echo(line, err=True), **kwargs)
+
+
+def _store_shown(db: str | None) -> str:
+    from stemstore.store.connection import parse_url, resolve_url
+
+    try:
+        return parse_url(resolve_url(db)).render_as_string(hide_password=True)
+    except StemstoreError:
+        return str(db)
+
+
+def describe_os_error(exc: OSError, db: str | None) -> str | None:
+    """One line for a full disk; None for other OS errors."""
+    if exc.errno != errno.ENOSPC:
+        return None
+    return (
+        f"no space left on device {exc.filename or ''} while writing the store {_store_shown(db)}; "
+        "nothing partial was kept: free space and rerun the command"
+    ).replace("device  ", "device ")
+
+
+def describe_database_error(exc: BaseException, db: str | None) -> str | None:
+    """One line for a lost server connection or a full disk under the database; None for
+    anything else (a bug, shown as a traceback)."""
+    import sqlalchemy as sa
+
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    lowered = str(orig).lower()
+    store = _store_shown(db)
+    if "no space left on device" in lowered or getattr(orig, "sqlstate", None) == "53100":
+        return (
+            f"no space left on device for the store {store} ({text}); nothing partial was kept: "
+            "free space and rerun the command"
+        )
+    lost = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    lost = lost or any(
+        phrase in lowered
+        for phrase in (
+            "server closed the connection",
+            "terminating connection",
+            "connection refused",
+            "consuming input failed",
+            "the connection is closed",
+            "connection is lost",
+        )
+    )
+    if lost and isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DBAPIError)):
+        return (
+            f"lost the connection to the database server of {store} ({text}); nothing partial "
+            "was kept: rerun the command to continue"
+        )
+    return None

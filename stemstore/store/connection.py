@@ -7,6 +7,7 @@ from the same Alembic migrations.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -34,6 +35,7 @@ from stemstore.enums import RunStatus
 from stemstore.store import catalog
 from stemstore.errors import StemstoreError
 from stemstore.store.schema import (
+    Base,
     Feature,
     FeatureCatalog,
     GroupMember,
@@ -129,6 +131,8 @@ class Store:
         create: bool = False,
         check_schema: bool = True,
         read_only: bool = False,
+        writer: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> Store:
         """Open the store at ``db`` (URL or DuckDB path; see :func:`resolve_url`).
 
@@ -138,7 +142,9 @@ class Store:
         a DuckDB file read-only and without access to anything outside it
         (:data:`DUCKDB_READ_ONLY_CONFIG`), so the database itself refuses writes, file reads,
         ATTACH, INSTALL and LOAD. A malformed URL, an unknown or missing driver and an
-        unreachable server are one-line errors.
+        unreachable server are one-line errors. ``writer`` serialises writers of a PostgreSQL
+        store: it takes the store's advisory lock (:meth:`take_writer_lock`), calling
+        ``on_wait`` with a line to show while another writer holds it.
         """
         url = resolve_url(db)
         sa_url = parse_url(url)
@@ -169,9 +175,28 @@ class Store:
         except Exception as exc:
             engine.dispose()
             raise StemstoreError(_explain_connect_error(shown, exc)) from exc
+        if writer and store.dialect == "postgresql":
+            store.take_writer_lock(on_wait)
         if check_schema:
             store.check_schema()
         return store
+
+    def take_writer_lock(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """Hold the store's PostgreSQL session advisory lock until :meth:`close`.
+
+        Two writers at once would interleave runs and clash on unique keys; the second
+        waits instead. The lock lives on a connection of its own, so it ends with the
+        process even if the process dies.
+        """
+        key = writer_lock_key(self.engine.url.database or "")
+        conn = self.engine.connect()
+        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        if not got:
+            if on_wait is not None:
+                on_wait(f"waiting for another writer of {self.label} to finish")
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        conn.commit()
+        self._writer_lock = (conn, key)
 
     @property
     def label(self) -> str:
@@ -179,6 +204,15 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
+        lock = getattr(self, "_writer_lock", None)
+        if lock is not None:
+            conn, key = lock
+            self._writer_lock = None
+            try:  # a pooled connection keeps session locks: release before returning it
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.close()
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # the server is gone, and the lock with the session
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -200,7 +234,30 @@ class Store:
         """The store's schema revision(s), comma-separated; None for an empty database."""
         return ",".join(sorted(self.schema_revisions())) or None
 
+    def check_foreign_tables(self) -> None:
+        """Refuse a database that holds another application's tables under our names, or
+        an ``alembic_version`` whose revision is not one of ours."""
+        existing = set(sa.inspect(self.engine).get_table_names())
+        if "alembic_version" in existing:
+            current = self.schema_revisions()
+            script = ScriptDirectory.from_config(_migrations_config())
+            known = {rev.revision for rev in script.walk_revisions()}
+            unknown = sorted(current - known)
+            if unknown:
+                raise StemstoreError(
+                    f"{self.label} belongs to another application: its alembic_version is at "
+                    f"revision {','.join(unknown)}, not a stemstore revision; use a separate database"
+                )
+            return
+        clashing = sorted(existing & set(Base.metadata.tables))
+        if clashing:
+            raise StemstoreError(
+                f"{self.label} already holds tables that are not a stemstore's: "
+                f"{', '.join(clashing)}; use a separate database for the store"
+            )
+
     def check_schema(self) -> None:
+        self.check_foreign_tables()
         current, heads = self.schema_revisions(), head_revisions()
         if not current:
             raise StemstoreError(f"{self.label} is not a stemstore store yet: run 'stemstore init'")
@@ -223,6 +280,7 @@ class Store:
 
         Safe to run again: it only adds what is missing.
         """
+        self.check_foreign_tables()
         self.upgrade()
         reader = self.ensure_reader_role()
         added_features = self._load_catalog()
@@ -647,6 +705,13 @@ class Store:
         return _parse_pg_binary_copy(
             bytes(buffer), ["segment_id", "feature_id", "value"], [">i8", ">i8", ">f8"]
         )
+
+
+def writer_lock_key(database: str) -> int:
+    """The advisory-lock key of a PostgreSQL store: a signed 64-bit number derived from
+    the database's name, so that stores in other databases of a server never wait on it."""
+    digest = hashlib.sha256(f"stemstore writer {database}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def describe_failure(exc: BaseException) -> str:
