@@ -616,8 +616,15 @@ def predict(store: Store, audio_path: str | Path, group: str) -> pd.DataFrame:
         load_mono,
         preprocess,
     )
+    from stemstore.corpus.audio_files import wav_truncation
     from stemstore.features.extractor import FeatureExtractor
 
+    # libsndfile quietly reads a cut-short WAV's remaining frames; predicting from part of
+    # a recording without saying so would mislead, so refuse as ingest does
+    if Path(audio_path).suffix.lower() == ".wav" and Path(audio_path).is_file():
+        problem = wav_truncation(Path(audio_path), Path(audio_path).stat().st_size)
+        if problem:
+            raise StemstoreError(f"{audio_path}: {problem}; nothing to predict from")
     run_id = latest_regression_run(store, group)
     stored = best_model(store, run_id)
     catalog_names = set(store.features["name"])

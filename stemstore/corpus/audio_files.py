@@ -96,7 +96,7 @@ def inspect_audio(path: Path) -> AudioFacts:
         return AudioFacts(AudioStatus.UNREADABLE, f"cannot read: {exc.strerror or exc}")
     stamp = (before.st_size, before.st_mtime_ns)
     facts = AudioFacts(AudioStatus.PRESENT, None, digest.hexdigest(), stamp=stamp)
-    problem = _wav_truncation(path, before.st_size) if path.suffix.lower() == ".wav" else None
+    problem = wav_truncation(path, before.st_size) if path.suffix.lower() == ".wav" else None
     try:
         with sf.SoundFile(str(path)) as audio:
             facts.sample_rate, facts.channels = audio.samplerate, audio.channels
@@ -114,7 +114,7 @@ def inspect_audio(path: Path) -> AudioFacts:
     return facts
 
 
-def _wav_truncation(path: Path, size: int) -> str | None:
+def wav_truncation(path: Path, size: int) -> str | None:
     """Why a RIFF/WAVE file is truncated, or None. libsndfile opens a WAV whose data chunk is
     cut short and quietly reports fewer frames; the chunk sizes in the header tell."""
     try:
