@@ -57,6 +57,15 @@ class PostgresCluster:
             "UTF8",
             "--locale=C",
         )
+        self.resume()
+        return self
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (its data stays, :meth:`resume` starts it again)."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+
+    def resume(self) -> None:
+        """Start the server on the cluster's data."""
         self._run(
             _pg_bin("pg_ctl"),
             "-D",
@@ -69,7 +78,6 @@ class PostgresCluster:
             "-c synchronous_commit=off -c full_page_writes=off",
             "start",
         )
-        return self
 
     def stop(self) -> None:
         try:

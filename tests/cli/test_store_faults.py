@@ -9,7 +9,11 @@ as ``failed`` is the only thing a failure may add). The next fault is one more r
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,6 +137,14 @@ def plot_to(path: str) -> Callable[[Case], list[str]]:
     return setup
 
 
+def predict_truncated(case: Case) -> list[str]:
+    wav = sorted(case.synthetic.glob("*/*_RAW/*.wav"))[0]
+    cut = case.tmp / "cut.wav"
+    data = wav.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    return ["predict", str(cut), "--group", "bass"]
+
+
 FAULTS = [
     Fault("yaml alias bomb", BOTH, ingested_then_bomb, "uses YAML aliases (*name)", only_line=False),
     Fault(
@@ -160,6 +172,7 @@ FAULTS = [
     Fault("plot to a directory", ("duckdb",), plot_to("{tmp}"), "is a directory: name a file"),
     Fault("plot under a file", ("duckdb",), plot_to("{tmp}/a-file/x.png"), "is a file, not a directory"),
     Fault("plot without extension", ("duckdb",), plot_to("{tmp}/fig"), "no extension is not a file type"),
+    Fault("predict a truncated WAV", BOTH, predict_truncated, "truncated: the data chunk declares"),
 ]
 
 
@@ -207,3 +220,228 @@ def test_fault(fault: Fault, backend: str, request, tmp_path, synthetic):
     if fault.only_line:
         assert result.stderr.splitlines() == lines and lines[0].startswith("error: "), result.stderr
     assert stored(db) == before
+
+
+# -- faults of the world around the store: other processes, other applications, the server, the
+# disk. Each needs more than a setup (a process holding a lock, a server stopped, a full disk),
+# so each is a test of its own, held to the same standard: one line, non-zero exit, nothing lost.
+def cli_process(*args: str) -> subprocess.Popen:
+    """The CLI in a process of its own, as a second user would start it."""
+    code = "from stemstore.cli.app import main; main()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def one_line(stderr: str, fragment: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
+
+
+def test_second_writer_waits_on_postgresql(pg_cluster):
+    from stemstore.store.connection import writer_lock_key
+
+    name = f"f_{uuid.uuid4().hex[:12]}"
+    db = pg_cluster.create_database(name)
+    runner.invoke(app, ["init", "--db", db], catch_exceptions=False)
+    holder = sa.create_engine(db)
+    with holder.connect() as conn:  # the first writer
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": writer_lock_key(name)})
+        second = cli_process("groups", "set", "mine", "bass", "--db", db)
+        waiting = second.stderr.readline()
+        assert "waiting for another writer" in waiting, waiting
+        assert second.poll() is None  # blocked, not failed
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": writer_lock_key(name)})
+    holder.dispose()
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0 and "Traceback" not in err, err
+    with Store.open(db) as store:
+        assert "bass" in store.group_instruments("mine")  # written once the first writer let go
+
+
+def test_second_writer_on_duckdb_is_one_line(tmp_path):
+    db = str(tmp_path / "store.duckdb")
+    runner.invoke(app, ["init", "--db", db], catch_exceptions=False)
+    before = stored(db)
+    code = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        result = runner.invoke(app, ["groups", "set", "mine", "bass", "--db", db])
+        assert result.exit_code == 1
+        one_line(result.stderr, "is in use by another process")
+        assert f"PID {holder.pid}" in result.stderr or f"pid {holder.pid}" in result.stderr, result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert stored(db) == before
+
+
+@pytest.mark.parametrize(
+    "foreign, fragment",
+    [
+        ("CREATE TABLE runs (id integer, note text); INSERT INTO runs VALUES (1, 'theirs')", "runs"),
+        (
+            "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
+            " INSERT INTO alembic_version VALUES ('0fthe1rs')",
+            "revision 0fthe1rs, not a stemstore revision",
+        ),
+    ],
+    ids=["clashing-table", "foreign-alembic-version"],
+)
+def test_another_applications_database_is_refused(pg_cluster, foreign, fragment):
+    db = pg_cluster.create_database(f"f_{uuid.uuid4().hex[:12]}")
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        for statement in foreign.split(";"):
+            conn.execute(sa.text(statement))
+
+    def theirs() -> dict[str, list]:
+        with engine.connect() as conn:
+            names = sa.inspect(conn).get_table_names()
+            return {t: sorted(conn.execute(sa.text(f"SELECT * FROM {t}"))) for t in names}
+
+    before = theirs()
+    for command in (["init"], ["status"], ["ingest", "/nonexistent"]):
+        result = runner.invoke(app, [*command, "--db", db])
+        assert result.exit_code == 1, (command, result.output)
+        one_line(result.stderr, fragment)
+    assert theirs() == before  # their tables untouched, none of ours added
+    engine.dispose()
+
+
+def extraction_is_whole(db: str) -> int:
+    """Assert every extracted segment has all its values and no values lack an extraction;
+    return how many segments are extracted."""
+    engine = sa.create_engine(db)
+    with engine.connect() as conn:
+        per_segment = dict(
+            conn.execute(sa.text("SELECT segment_id, count(*) FROM feature_values GROUP BY segment_id"))
+        )
+        extracted = set(conn.scalars(sa.text("SELECT segment_id FROM segment_extractions")))
+    engine.dispose()
+    assert set(per_segment) == extracted
+    assert len(set(per_segment.values())) <= 1, per_segment  # no segment half-written
+    return len(extracted)
+
+
+def test_server_stopped_mid_extract(tmp_path, synthetic):
+    from tests.pgcluster import PostgresCluster
+
+    cluster = PostgresCluster(port=55400 + os.getpid() % 500).start()  # its own: it is stopped
+    try:
+        db = cluster.create_database("lost")
+        case = Case(tmp_path, db, synthetic)
+        case.run("init")
+        case.run("ingest", str(case.corpus()))
+        case.run("segment")
+        extract = cli_process("extract", "--db", db)
+        engine = sa.create_engine(db)
+        deadline = time.monotonic() + 120
+        with engine.connect() as conn:
+            while not conn.scalar(sa.text("SELECT count(*) FROM segment_extractions")):
+                assert extract.poll() is None and time.monotonic() < deadline, extract.stderr.read()
+                conn.rollback()
+                time.sleep(0.1)
+        engine.dispose()
+        cluster.halt()
+        _out, err = extract.communicate(timeout=60)
+        assert extract.returncode == 1, err
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert "Traceback" not in err and len(lines) == 1, err
+        assert "lost the connection to the database server" in lines[0], err
+        cluster.resume()
+        done = extraction_is_whole(db)
+        assert done >= 1
+        case.run("extract")
+        assert extraction_is_whole(db) > done
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MiB tmpfs: a disk that can be filled in a moment. Mounting needs root, as CI has;
+    without it the test fails rather than skip, so that the fault is never silently untried."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs (the disk-full tests need root): {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte; the filler file is returned so it can be removed."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def disk_full_then_rerun(case: Case, disk: Path, shown: str) -> None:
+    """Extract on a full disk fails with one line naming the store, keeps what was stored,
+    and completes after space is freed."""
+    case.run("ingest", str(case.corpus()))
+    case.run("segment")
+    before = stored(case.db)
+    filler = fill(disk)
+    result = runner.invoke(app, ["extract", "--db", case.db])
+    filler.unlink()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert "no space left on device" in lines[0] and shown in lines[0], lines[0]
+    after = stored(case.db)
+    for table, rows in before.items():  # what was stored is all still there
+        assert set(rows) <= set(after[table]), table
+    extraction_is_whole(case.db)
+    case.run("extract")
+    assert extraction_is_whole(case.db) > 0
+
+
+def test_disk_full_on_duckdb(small_disk, tmp_path, synthetic):
+    db = str(small_disk / "store.duckdb")
+    case = Case(tmp_path, db, synthetic)
+    case.run("init")
+    disk_full_then_rerun(case, small_disk, db)
+
+
+def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster):
+    import psycopg
+
+    name = f"f_{uuid.uuid4().hex[:12]}"
+    shutil.chown(small_disk, "postgres")
+    space = f"small_{name}"
+    admin = dict(host=str(pg_cluster.socket_dir), port=pg_cluster.port, user=pg_cluster.user)
+    with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE TABLESPACE {space} LOCATION '{small_disk}'")
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 TABLESPACE {space}')
+    try:
+        case = Case(tmp_path, pg_cluster.url(name), synthetic)
+        case.run("init")
+        disk_full_then_rerun(case, small_disk, name)
+    finally:
+        with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
