@@ -175,10 +175,14 @@ class Store:
         except Exception as exc:
             engine.dispose()
             raise StemstoreError(_explain_connect_error(shown, exc)) from exc
-        if writer and store.dialect == "postgresql":
-            store.take_writer_lock(on_wait)
-        if check_schema:
-            store.check_schema()
+        try:
+            if writer and store.dialect == "postgresql":
+                store.take_writer_lock(on_wait)
+            if check_schema:
+                store.check_schema()
+        except BaseException:
+            store.close()  # releases the writer lock: a refused open must not keep it
+            raise
         return store
 
     def take_writer_lock(self, on_wait: Callable[[str], None] | None = None) -> None:
