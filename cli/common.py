@@ -152,9 +152,13 @@ def describe_database_error(exc: BaseException, db: str | None) -> str | None:
             "consuming input failed",
             "the connection is closed",
             "connection is lost",
+            "connection is bad",
+            "is the server running",
         )
     )
-    if lost and isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DBAPIError)):
+    # psycopg's own errors reach here unwrapped from COPY on the raw connection
+    driver_error = type(orig).__name__ in ("OperationalError", "InterfaceError")
+    if lost and (isinstance(exc, sa.exc.DBAPIError) or driver_error):
         return (
             f"lost the connection to the database server of {store} ({text}); nothing partial "
             "was kept: rerun the command to continue"

@@ -322,7 +322,7 @@ def extraction_is_whole(db: str) -> int:
     engine = sa.create_engine(db)
     with engine.connect() as conn:
         per_segment = dict(
-            conn.execute(sa.text("SELECT segment_id, count(*) FROM feature_values GROUP BY segment_id"))
+            conn.execute(sa.text("SELECT segment_id, count(*) FROM feature_values GROUP BY segment_id")).all()
         )
         extracted = set(conn.scalars(sa.text("SELECT segment_id FROM segment_extractions")))
     engine.dispose()
@@ -340,7 +340,7 @@ def test_server_stopped_mid_extract(tmp_path, synthetic):
         case = Case(tmp_path, db, synthetic)
         case.run("init")
         case.run("ingest", str(case.corpus()))
-        case.run("segment")
+        case.run("segment", "--window", "1")
         extract = cli_process("extract", "--db", db)
         engine = sa.create_engine(db)
         deadline = time.monotonic() + 120
@@ -357,10 +357,11 @@ def test_server_stopped_mid_extract(tmp_path, synthetic):
         assert "Traceback" not in err and len(lines) == 1, err
         assert "lost the connection to the database server" in lines[0], err
         cluster.resume()
-        done = extraction_is_whole(db)
-        assert done >= 1
+        # the cluster runs with synchronous_commit=off, so the last commits may be lost in the
+        # crash: what must hold is that no segment is half-written and a rerun completes
+        extraction_is_whole(db)
         case.run("extract")
-        assert extraction_is_whole(db) > done
+        assert extraction_is_whole(db) == 12
     finally:
         cluster.stop()
 
@@ -403,7 +404,7 @@ def disk_full_then_rerun(case: Case, disk: Path, shown: str) -> None:
     """Extract on a full disk fails with one line naming the store, keeps what was stored,
     and completes after space is freed."""
     case.run("ingest", str(case.corpus()))
-    case.run("segment")
+    case.run("segment", "--window", "1")
     before = stored(case.db)
     filler = fill(disk)
     result = runner.invoke(app, ["extract", "--db", case.db])
