@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -319,13 +320,11 @@ def test_another_applications_database_is_refused(pg_cluster, foreign, fragment)
 def extraction_is_whole(db: str) -> int:
     """Assert every extracted segment has all its values and no values lack an extraction;
     return how many segments are extracted."""
-    engine = sa.create_engine(db)
-    with engine.connect() as conn:
+    with Store.open(db) as store, store.engine.connect() as conn:
         per_segment = dict(
             conn.execute(sa.text("SELECT segment_id, count(*) FROM feature_values GROUP BY segment_id")).all()
         )
         extracted = set(conn.scalars(sa.text("SELECT segment_id FROM segment_extractions")))
-    engine.dispose()
     assert set(per_segment) == extracted
     assert len(set(per_segment.values())) <= 1, per_segment  # no segment half-written
     return len(extracted)
@@ -367,11 +366,10 @@ def test_server_stopped_mid_extract(tmp_path, synthetic):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk():
     """A 64 MiB tmpfs: a disk that can be filled in a moment. Mounting needs root, as CI has;
     without it the test fails rather than skip, so that the fault is never silently untried."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
+    disk = Path(tempfile.mkdtemp(prefix="stemstore-disk-"))  # outside tmp_path: postgres reaches it
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True
     )
@@ -379,24 +377,22 @@ def small_disk(tmp_path):
         pytest.fail(f"cannot mount a small tmpfs (the disk-full tests need root): {mounted.stderr.strip()}")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
+    disk.rmdir()
 
 
 def fill(disk: Path) -> Path:
     """Fill ``disk`` to the last byte; the filler file is returned so it can be removed."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # unbuffered: nothing left to flush at close
+    try:
+        for block in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * block)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -415,7 +411,7 @@ def disk_full_then_rerun(case: Case, disk: Path, shown: str) -> None:
     assert "no space left on device" in lines[0] and shown in lines[0], lines[0]
     after = stored(case.db)
     for table, rows in before.items():  # what was stored is all still there
-        assert set(rows) <= set(after[table]), table
+        assert all(row in after[table] for row in rows), table
     extraction_is_whole(case.db)
     case.run("extract")
     assert extraction_is_whole(case.db) > 0
