@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1363,6 +1364,29 @@ TRUSTED_MODEL_TYPES = frozenset(
 )
 
 
+def _skops_io():
+    """``skops.io``, imported without scikit-learn's estimator discovery.
+
+    At import skops lists scikit-learn's estimators as default trusted types by calling
+    ``sklearn.utils.all_estimators()``, which imports every scikit-learn module: about 1 s of a
+    ``regress`` run. stemstore never relies on that default: every load asks skops which types
+    it does not trust and refuses any of them outside :data:`TRUSTED_MODEL_TYPES`. With the
+    default empty, scikit-learn's types go through that check too, so loading is as strict or
+    stricter; the bytes written are the same.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    import sklearn.utils
+
+    discover = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        import skops.io
+    finally:
+        sklearn.utils.all_estimators = discover
+    return skops.io
+
+
 def save_model(model: BaseEstimator, path: str | Path) -> Path:
     """Save a fitted model (or AveragingRegressor) with skops.
 
@@ -1378,7 +1402,7 @@ def save_model(model: BaseEstimator, path: str | Path) -> Path:
     pathlib.Path
         The path written.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1393,7 +1417,7 @@ def model_to_bytes(model: BaseEstimator) -> bytes:
     tree), and the bytes deflated at level 1 (a 1000-tree forest shrinks about five-fold)."""
     import zipfile
 
-    import skops.io as sio
+    sio = _skops_io()
 
     return sio.dumps(_packed(model), compression=zipfile.ZIP_DEFLATED, compresslevel=1)
 
@@ -1401,7 +1425,7 @@ def model_to_bytes(model: BaseEstimator) -> bytes:
 def model_from_bytes(data: bytes) -> BaseEstimator:
     """Load skops bytes written by :func:`model_to_bytes`, trusting only
     :data:`TRUSTED_MODEL_TYPES`. Raises ValueError naming any other type the bytes ask for."""
-    import skops.io as sio
+    sio = _skops_io()
 
     data = bytes(data)
     untrusted = sio.get_untrusted_types(data=data)
@@ -1418,7 +1442,7 @@ def load_model(path: str | Path) -> BaseEstimator:
 
     Raises ValueError naming any other type the file asks for.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     untrusted = sio.get_untrusted_types(file=path)
     unexpected = sorted(t for t in untrusted if t not in TRUSTED_MODEL_TYPES)

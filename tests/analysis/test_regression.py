@@ -508,3 +508,39 @@ def test_pca_plot_of_one_feature_shows_its_values(tmp_path):
     assert (tmp_path / "fig4.png").read_bytes().startswith(b"\x89PNG")
     assert feature[0] in fig.axes[0].get_xlabel()
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["raw", "stem"]
+
+
+# skops imported as stemstore imports it (without scikit-learn's estimator discovery) writes
+# the same models and loads only the trusted types: in a fresh interpreter, since the test
+# process may already hold a skops imported the usual way.
+SKOPS_WITHOUT_DISCOVERY = """
+import sys
+import numpy as np
+from sklearn.dummy import DummyRegressor
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.svm import SVR
+from stemstore.analysis.regression import model_from_bytes, model_to_bytes
+
+X = np.arange(40.0).reshape(20, 2)
+Y = np.column_stack([X[:, 0] * 2, X[:, 1] - 1])
+forest = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, Y)
+svr = SVR().fit(X, Y[:, 0])
+for model in (forest, svr):
+    np.testing.assert_array_equal(model_from_bytes(model_to_bytes(model)).predict(X), model.predict(X))
+assert "sklearn.gaussian_process" not in sys.modules, "skops ran the estimator discovery"
+try:
+    model_from_bytes(model_to_bytes(DummyRegressor().fit(X, Y)))
+except ValueError as error:
+    print(error)
+"""
+
+
+def test_skops_without_estimator_discovery_round_trips_and_refuses_other_types():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SKOPS_WITHOUT_DISCOVERY], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refusing to load a stored model" in done.stdout and "DummyRegressor" in done.stdout
