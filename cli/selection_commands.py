@@ -30,12 +30,22 @@ def select(
     ] = None,
     forests: Annotated[int | None, typer.Option(help="Thresholding forests (overrides the preset).")] = None,
     jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Grow the forests on the Dask cluster at ADDRESS (e.g. tcp://scheduler:8786) "
+            "instead of local cores; same result as a local run for the same seed.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Find the features stem processing changes most consistently (raw vs stem random
     forests; docs/method.md, section 4) and store importances, curves, f_p1, f_p2 and f_pred.
 
-    Example: `stemstore select --group vocal --preset paper --seed 1`
+    Example: `stemstore select --group vocal --preset paper --seed 1`, or
+    `stemstore select --group vocal --preset paper --dask tcp://10.0.0.5:8786`
     """
     from stemstore.analysis.selection_runs import select as run_select
     from stemstore.analysis.selection_runs import selection_summary
@@ -48,6 +58,7 @@ def select(
             preset=preset.value,
             seed=seed,
             n_jobs=jobs,
+            dask_address=dask,
             progress=lambda msg: typer.echo(msg, err=True),
             **overrides,
         )
