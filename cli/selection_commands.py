@@ -30,6 +30,13 @@ def select(
     ] = None,
     forests: Annotated[int | None, typer.Option(help="Thresholding forests (overrides the preset).")] = None,
     jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
+    max_interp_features: Annotated[
+        int | None,
+        typer.Option(
+            help="Cap on the thresholded features the nested (interpretation) step walks through, "
+            "like VSURF's nvarmax; none by default."
+        ),
+    ] = None,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -50,7 +57,15 @@ def select(
     from stemstore.analysis.selection_runs import select as run_select
     from stemstore.analysis.selection_runs import selection_summary
 
-    overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "n_trees": trees,
+            "n_forests": forests,
+            "max_interp_features": max_interp_features,
+        }.items()
+        if v is not None
+    }
     with open_store(db) as store:
         run_id = run_select(
             store,

@@ -110,10 +110,24 @@ def test_cli_select_and_figures(bass_store, tmp_path):
     db = bass_store.url
     result = runner.invoke(
         app,
-        ["select", "--group", "bass", "--trees", "40", "--forests", "3", "--db", db],
+        [
+            "select",
+            "--group",
+            "bass",
+            "--trees",
+            "40",
+            "--forests",
+            "3",
+            "--max-interp-features",
+            "2",
+            "--db",
+            db,
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
+    params = bass_store.read_sql("SELECT params FROM runs ORDER BY id DESC LIMIT 1")["params"][0]
+    assert '"max_interp_features": 2' in params and '"parallel": "local"' in params
     for kind in ("importance", "oob"):
         out = tmp_path / f"{kind}.png"
         result = runner.invoke(
