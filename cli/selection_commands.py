@@ -30,17 +30,42 @@ def select(
     ] = None,
     forests: Annotated[int | None, typer.Option(help="Thresholding forests (overrides the preset).")] = None,
     jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = -1,
+    max_interp_features: Annotated[
+        int | None,
+        typer.Option(
+            help="Cap on the thresholded features the nested (interpretation) step walks through, "
+            "like VSURF's nvarmax; none by default."
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Grow the forests on the Dask cluster at ADDRESS (e.g. tcp://scheduler:8786) "
+            "instead of local cores; same result as a local run for the same seed.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Find the features stem processing changes most consistently (raw vs stem random
     forests; docs/method.md, section 4) and store importances, curves, f_p1, f_p2 and f_pred.
 
-    Example: `stemstore select --group vocal --preset paper --seed 1`
+    Example: `stemstore select --group vocal --preset paper --seed 1`, or
+    `stemstore select --group vocal --preset paper --dask tcp://10.0.0.5:8786`
     """
     from stemstore.analysis.selection_runs import select as run_select
     from stemstore.analysis.selection_runs import selection_summary
 
-    overrides = {k: v for k, v in {"n_trees": trees, "n_forests": forests}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "n_trees": trees,
+            "n_forests": forests,
+            "max_interp_features": max_interp_features,
+        }.items()
+        if v is not None
+    }
     with open_store(db) as store:
         run_id = run_select(
             store,
@@ -48,6 +73,7 @@ def select(
             preset=preset.value,
             seed=seed,
             n_jobs=jobs,
+            dask_address=dask,
             progress=lambda msg: typer.echo(msg, err=True),
             **overrides,
         )

@@ -9,6 +9,7 @@ the ascending (prediction) OOB errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 
@@ -75,6 +76,7 @@ def select(
     preset: str = "fast",
     seed: int = 0,
     n_jobs: int | None = None,
+    dask_address: str | None = None,
     progress=None,
     **overrides,
 ) -> int:
@@ -94,6 +96,11 @@ def select(
         The seed; the same seed gives the same result whatever ``n_jobs`` is.
     n_jobs : int, optional
         Parallel jobs over forests.
+    dask_address : str, optional
+        Grow the forests on the Dask cluster at this address (e.g. ``tcp://scheduler:8786``)
+        through joblib's dask backend instead of local threads or processes; ``n_jobs`` is then
+        all the cluster's threads. Every forest has its own seed, so the result is the same as
+        a local run's for the same seed. The address is recorded in the run's parameters.
     progress : callable, optional
         Called with a line of text as each step starts.
     **overrides
@@ -109,20 +116,47 @@ def select(
     ------
     StemstoreError
         For an unknown preset, a group without extracted features or with too few raw or stem
-        segments, or a selection that fails on the data (the failed run is recorded with its
-        message).
+        segments, an unreachable Dask scheduler, or a selection that fails on the data (the
+        failed run is recorded with its message).
     """
     if preset not in PRESETS:
         raise StemstoreError(f"unknown preset {preset!r} (presets: {', '.join(sorted(PRESETS))})")
     data = selection_input(store, group)
+    if dask_address:
+        n_jobs = -1  # all the cluster's threads
     selector = RandomForestSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, **overrides)
     params = {
         "preset": preset,
         **{k: v for k, v in selector.get_params().items() if k != "verbose"},
+        "parallel": "dask" if dask_address else "local",
+        "dask_address": dask_address,
         "n_segments": len(data.y),
         "n_features": data.X.shape[1],
         "exclusions": data.exclusions,
     }
+    with contextlib.ExitStack() as cluster:
+        if dask_address:
+            cluster.enter_context(_dask_backend(dask_address))
+        return _run_selection(store, group, preset, seed, data, selector, params, progress)
+
+
+def _dask_backend(address: str) -> contextlib.AbstractContextManager:
+    """Route joblib (the selector's forests) to the Dask cluster at ``address`` while active."""
+    import joblib
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except Exception as exc:
+        raise StemstoreError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    stack.enter_context(joblib.parallel_config(backend="dask"))
+    return stack
+
+
+def _run_selection(store, group, preset, seed, data, selector, params, progress) -> int:
+    """Fit ``selector`` on ``data`` inside a selection run and store what it found."""
     try:
         with store.run(
             "selection", group=group, params=params, seed=seed, failure_message=_failure_message

@@ -235,3 +235,22 @@ def test_plots_write_non_empty_pngs(fitted, tmp_path):
     for name in ("fig2.png", "fig3.png", "fig3-plain.png"):
         content = (tmp_path / name).read_bytes()
         assert content.startswith(b"\x89PNG") and len(content) > 5000
+
+
+@pytest.mark.parametrize("backend", ["numba", "sklearn"])
+def test_forests_on_a_dask_cluster_give_the_local_results(backend):
+    """joblib's dask backend (what ``select --dask`` uses) changes where forests grow, not what they find."""
+    import joblib
+    from distributed import Client, LocalCluster
+
+    X, y = make_problem(n_per_class=40, n_features=60, seed=2)
+    params = dict(TINY, n_trees=40, n_trees_interp=20, n_trees_pred=20, random_state=7, backend=backend)
+    local = RandomForestSelector(**params).fit(X, y)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster), joblib.parallel_config(backend="dask"):
+            remote = RandomForestSelector(**params, n_jobs=-1).fit(X, y)
+    np.testing.assert_array_equal(local.importances_, remote.importances_)
+    np.testing.assert_array_equal(local.oob_errors_interp_["mean"], remote.oob_errors_interp_["mean"])
+    np.testing.assert_array_equal(local.oob_errors_pred_["mean"], remote.oob_errors_pred_["mean"])
+    for name in ("f_p1_", "f_p2_", "f_pred_"):
+        np.testing.assert_array_equal(getattr(local, name), getattr(remote, name))

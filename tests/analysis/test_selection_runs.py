@@ -73,6 +73,23 @@ def test_same_seed_same_result_and_latest_run(bass_store):
     assert list(report(bass_store, "table4", run_id=a)["run_id"]) == [a]
 
 
+def test_dask_run_selects_what_a_local_run_selects_and_records_the_cluster(bass_store):
+    from distributed import LocalCluster
+
+    local = select(bass_store, "bass", preset="fast", seed=5, n_jobs=1, **TINY)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        remote = select(
+            bass_store, "bass", preset="fast", seed=5, dask_address=cluster.scheduler_address, **TINY
+        )
+    local_features, local_curves = selection_results(bass_store, local)
+    remote_features, remote_curves = selection_results(bass_store, remote)
+    assert local_features.equals(remote_features) and local_curves.equals(remote_curves)
+    params = bass_store.read_sql("SELECT params FROM runs WHERE id = :r", {"r": remote})["params"][0]
+    assert '"parallel": "dask"' in params and cluster.scheduler_address in params
+    with pytest.raises(StemstoreError, match="cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
+        select(bass_store, "bass", dask_address="tcp://127.0.0.1:9", **TINY)
+
+
 def test_too_few_segments_and_no_features(store, tmp_path):
     small = tmp_path / "small.csv"
     rows = ["multitrack,instrument,role,lowLevel.hfc.mean"] + [
@@ -93,10 +110,24 @@ def test_cli_select_and_figures(bass_store, tmp_path):
     db = bass_store.url
     result = runner.invoke(
         app,
-        ["select", "--group", "bass", "--trees", "40", "--forests", "3", "--db", db],
+        [
+            "select",
+            "--group",
+            "bass",
+            "--trees",
+            "40",
+            "--forests",
+            "3",
+            "--max-interp-features",
+            "2",
+            "--db",
+            db,
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
+    params = bass_store.read_sql("SELECT params FROM runs ORDER BY id DESC LIMIT 1")["params"][0]
+    assert '"max_interp_features": 2' in params and '"parallel": "local"' in params
     for kind in ("importance", "oob"):
         out = tmp_path / f"{kind}.png"
         result = runner.invoke(
