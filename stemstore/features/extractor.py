@@ -108,7 +108,7 @@ def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     them (in single precision, as Essentia's pool stores values). A descriptor with no
     frames gets NaN for every statistic.
     """
-    aggregator = _aggregator()
+    aggregate = _direct(_aggregator())  # takes and returns C++ pools
     out: dict[str, np.ndarray] = {}
     for name, values in frames.items():
         x = np.asarray(values, dtype=np.float32)
@@ -123,12 +123,15 @@ def pool_statistics(frames: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             pool.__merge__(name, "VECTOR_REAL", np.ascontiguousarray(x), "append")
         else:
             pool.__merge__(name, "VECTOR_VECTOR_REAL", list(np.ascontiguousarray(x)), "append")
-        aggregated = aggregator(essentia.Pool(pool)).cppPool
+        aggregated = aggregate(pool)
         present = set(aggregated.descriptorNames())
+        # A statistic of a 1-D descriptor is one value, of a 2-D one a vector: the key type is
+        # known without asking the pool for each key.
+        key_type = "REAL" if x.ndim == 1 else "VECTOR_REAL"
         for row, statistic in enumerate(FRAME_STATISTICS):
             key = f"{name}.{statistic}"
             if key in present:
-                stats[row] = aggregated.__value__(key, aggregated.__keyType__(key))
+                stats[row] = aggregated.__value__(key, key_type)
     return out
 
 
