@@ -81,7 +81,7 @@ def status(
     """
     from stemstore.reports import status as run_status
 
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         frames = run_status(store)
     listed = frames["problems"]
     titles = {

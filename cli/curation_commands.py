@@ -101,7 +101,7 @@ def exclusions(
     """
     from stemstore.curation import list_exclusions
 
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         frame = list_exclusions(store, active_only=active)
     for column in ("excluded_at", "included_at"):  # readable in every format, JSON included
         frame[column] = [None if t is None or t != t else f"{t:%Y-%m-%d %H:%M:%S}" for t in frame[column]]

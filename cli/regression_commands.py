@@ -108,7 +108,7 @@ def plot_pca(
     from stemstore.analysis.plots import check_figure_path
 
     check_figure_path(output)  # before any work: a bad path is one line at once
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         info = pca_figure(store, group, output)
     left_out = f"; {info['left_out']} segments lacking a value left out" if info["left_out"] else ""
     typer.echo(
@@ -135,7 +135,7 @@ def predict(
     """
     from stemstore.analysis.regression_runs import predict as run_predict
 
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         frame = run_predict(store, audio, group)
     info = frame.attrs
     if fmt == Format.json:

@@ -95,7 +95,7 @@ def plot_importance(
     from stemstore.analysis.plots import check_figure_path
 
     check_figure_path(output)  # before any work: a bad path is one line at once
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         importance_figure(store, group, output, run_id=run, top=top)
     typer.echo(f"wrote {output}")
 
@@ -112,6 +112,6 @@ def plot_oob(group: GroupName, output: OutputOption, run: RunOption = None, db: 
     from stemstore.analysis.plots import check_figure_path
 
     check_figure_path(output)  # before any work: a bad path is one line at once
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         oob_figure(store, group, output, run_id=run)
     typer.echo(f"wrote {output}")

@@ -52,7 +52,7 @@ def groups_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
 
     Example: `stemstore groups list`
     """
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         render(store.groups(), fmt)
 
 
@@ -122,7 +122,7 @@ def export_features(
     if group is None and not instrument:
         raise StemstoreError("say what to export: --group G or --instrument I")
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         out = run_export(
             store, output, group=group, instruments=instrument, features=names, raw_csv=RAW_CSV["on"]
         )
@@ -181,7 +181,7 @@ def report(
     from stemstore.reports import report as run_report
     from stemstore.store.views import report_title
 
-    with open_store(db) as store:
+    with open_store(db, writer=False) as store:
         render(
             run_report(store, name, groups=group, instruments=instrument, run_id=run),
             fmt,
