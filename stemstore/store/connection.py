@@ -7,6 +7,7 @@ from the same Alembic migrations.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -109,9 +110,20 @@ def _migrations_config(connection: sa.Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
+def _migration_scripts() -> ScriptDirectory:
+    """The shipped migrations, read once per process (every open consults them)."""
+    return ScriptDirectory.from_config(_migrations_config())
+
+
 def head_revisions() -> set[str]:
     """The newest migration of each branch (normally one)."""
-    return set(ScriptDirectory.from_config(_migrations_config()).get_heads())
+    return set(_migration_scripts().get_heads())
+
+
+def known_revisions() -> set[str]:
+    """Every revision the shipped migrations define."""
+    return {rev.revision for rev in _migration_scripts().walk_revisions()}
 
 
 class Store:
@@ -244,9 +256,7 @@ class Store:
         existing = set(sa.inspect(self.engine).get_table_names())
         if "alembic_version" in existing:
             current = self.schema_revisions()
-            script = ScriptDirectory.from_config(_migrations_config())
-            known = {rev.revision for rev in script.walk_revisions()}
-            unknown = sorted(current - known)
+            unknown = sorted(current - known_revisions())
             if unknown:
                 raise StemstoreError(
                     f"{self.label} belongs to another application: its alembic_version is at "
