@@ -22,6 +22,7 @@ LAYERS = {
     "data": 0,
     "store": 1,
     "audio": 1,
+    "cluster": 1,
     "corpus": 2,
     "synth": 3,
     "curation": 2,

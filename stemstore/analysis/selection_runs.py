@@ -143,12 +143,10 @@ def select(
 def _dask_backend(address: str) -> contextlib.AbstractContextManager:
     """Route joblib (the selector's forests) to the Dask cluster at ``address`` while active."""
     import joblib
-    from distributed import Client
 
-    try:
-        client = Client(address, timeout="20s")
-    except Exception as exc:
-        raise StemstoreError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+    from stemstore.cluster import connect
+
+    client = connect(address)
     stack = contextlib.ExitStack()
     stack.callback(client.close)
     stack.enter_context(joblib.parallel_config(backend="dask"))

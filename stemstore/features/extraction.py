@@ -163,12 +163,11 @@ def _local_processes(tasks: list[SegmentTask], workers: int) -> Iterator[Segment
 def _dask(tasks: list[SegmentTask], address: str) -> Iterator[SegmentResult]:
     """Results in completion order from the Dask cluster at ``address``. Tasks are submitted
     a few per worker thread at a time, so a huge backlog never sits in the scheduler."""
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    try:
-        client = Client(address, timeout="20s")
-    except Exception as exc:
-        raise StemstoreError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
+    from stemstore.cluster import connect
+
+    client = connect(address)
     try:
         threads = max(1, sum(client.nthreads().values()))
         pending_tasks = iter(tasks)
