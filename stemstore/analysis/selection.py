@@ -320,6 +320,12 @@ _NB_INCREMENT = np.uint64(0x9E3779B97F4A7C15)
 _NB_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _NB_MIX2 = np.uint64(0x94D049BB133111EB)
 _NB_INV_2_53 = 1.0 / 9007199254740992.0
+# The index of a 64-bit word's only set bit, by de Bruijn multiplication (no loop, no branch).
+_NB_ONE = np.uint64(1)
+_NB_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_NB_BIT_INDEX = np.zeros(64, np.int64)
+for _bit in range(64):
+    _NB_BIT_INDEX[((1 << _bit) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _bit
 
 
 @numba.njit(cache=True, nogil=True)
@@ -335,7 +341,7 @@ def _nb_below(state, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_importance):
+def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_importance, sparse_spread=2):
     """Grow one forest on ``ranks`` (n_features, n_samples); importances and OOB votes.
 
     Each tree: a bootstrap of n rows (counts used as weights), Gini splits over
@@ -344,7 +350,8 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
     row). Returns ``(importance, votes)``: the mean over the trees of each
     feature's OOB permutation importance (0 where a tree does not split on it;
     all zeros when ``with_importance`` is False) and the (n_samples, n_classes)
-    OOB vote counts.
+    OOB vote counts. ``sparse_spread`` only chooses how a two-class node's split is
+    searched (see below), never which split is found.
     """
     p, n = ranks.shape
     state = np.empty(1, np.uint64)
@@ -371,6 +378,7 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
     hist = np.zeros((n_levels, n_classes))
     level_w = np.zeros(n_levels)
     level2 = np.zeros(2 * n_levels, np.int64)  # two classes: weights of (level, class)
+    present = np.zeros(n_levels // 64 + 1, np.uint64)  # two classes: bitmap of a node's levels
     node_count = np.zeros(2, np.int64)
     inverse = np.zeros(n + 1)
     inverse[1:] = 1.0 / np.arange(1, n + 1)
@@ -431,16 +439,20 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                 features[n_drawn] = f
                 n_drawn += 1
                 if n_classes == 2:
-                    # The common case, without data-dependent branches (mispredicted
+                    # The common case, with few data-dependent branches (mispredicted
                     # branches, not arithmetic, are what a 136-row node costs):
                     # class weights per level, then every split "rank <= b" for b in
                     # [low, high). An empty level b repeats the split at the level
-                    # before it, with the same score, so it never wins.
+                    # before it, with the same score, so it never wins; a node with
+                    # few rows for its range of levels (most nodes deep in a tree)
+                    # skips the empty levels through a bitmap of the levels it holds.
+                    # Both ways try the same splits in the same order.
                     low, high = n, -1
                     for k in range(start, end):
                         row = rows[k]
                         r = np.int64(ranks[f, row])
                         level2[2 * r + y[row]] += counts[row]
+                        present[r >> 6] |= _NB_ONE << np.uint64(r & 63)
                         low = min(low, r)
                         high = max(high, r)
                     if low < high:
@@ -448,15 +460,35 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                         # and 1/w comes from a table: no division in the loop.
                         l0, l1 = 0, 0
                         w0, w1 = node_count[0], node_count[1]
-                        for b in range(low, high):
-                            l0 += level2[2 * b]
-                            l1 += level2[2 * b + 1]
-                            r0, r1 = w0 - l0, w1 - l1
-                            proxy = (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (r0 * r0 + r1 * r1) * inverse[
-                                r0 + r1
-                            ]
-                            if proxy > best_proxy:
-                                best_proxy, best_feature, best_threshold = proxy, f, b
+                        if high - low > sparse_spread * size:  # the bitmap's set bits, in order
+                            for word_index in range(low >> 6, (high >> 6) + 1):
+                                word = present[word_index]
+                                while word:
+                                    lowest = word & (~word + _NB_ONE)
+                                    word ^= lowest
+                                    b = (word_index << 6) + _NB_BIT_INDEX[(lowest * _NB_DEBRUIJN) >> np.uint64(58)]
+                                    if b >= high:
+                                        break
+                                    l0 += level2[2 * b]
+                                    l1 += level2[2 * b + 1]
+                                    r0, r1 = w0 - l0, w1 - l1
+                                    proxy = (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (
+                                        r0 * r0 + r1 * r1
+                                    ) * inverse[r0 + r1]
+                                    if proxy > best_proxy:
+                                        best_proxy, best_feature, best_threshold = proxy, f, b
+                        else:
+                            for b in range(low, high):
+                                l0 += level2[2 * b]
+                                l1 += level2[2 * b + 1]
+                                r0, r1 = w0 - l0, w1 - l1
+                                proxy = (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (
+                                    r0 * r0 + r1 * r1
+                                ) * inverse[r0 + r1]
+                                if proxy > best_proxy:
+                                    best_proxy, best_feature, best_threshold = proxy, f, b
+                    for word_index in range(low >> 6, (high >> 6) + 1):
+                        present[word_index] = 0
                     for k in range(start, end):
                         r = np.int64(ranks[f, rows[k]])
                         level2[2 * r] = 0

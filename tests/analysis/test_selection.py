@@ -20,6 +20,7 @@ from stemstore.analysis.selection import (
     _forest_importances,
     _forest_random_streams,
     _leaf_classes,
+    _nb_forest,
     _nb_forest_importances,
     _predict_local,
     _tree_target,
@@ -191,6 +192,23 @@ def test_numba_importance_of_unused_feature_is_zero_and_classes_beyond_two_work(
     assert set(selector.f_pred_) == {0, 1}
     with pytest.raises(ValueError, match="backend"):
         RandomForestSelector(**TINY, backend="ranger").fit(X, y)
+
+
+@pytest.mark.parametrize("n_per_class", [40, 75])  # ranks in 2 and 3 words of the level bitmap
+def test_numba_split_search_through_the_level_bitmap_finds_the_same_trees(n_per_class):
+    X, y = make_problem(n_per_class=n_per_class, n_features=120, shift=0.8, seed=7)
+    X[:, 10:20] = np.round(X[:, 10:20])  # tied values: fewer levels than rows
+    ranks, order, values = _column_ranks(X.astype(np.float32))
+    y = y.astype(np.int64)
+
+    def grow(sparse_spread):
+        return _nb_forest(ranks, order, values, y, 2, 40, 40, np.uint64(3), True, sparse_spread)
+
+    always_dense, always_bitmap, default = grow(10**6), grow(0), grow(2)
+    for result in (always_bitmap, default):
+        np.testing.assert_array_equal(result[0], always_dense[0])  # importances
+        np.testing.assert_array_equal(result[1], always_dense[1])  # OOB votes
+    assert always_dense[0].max() > 0
 
 
 def test_numpy_tree_walk_matches_scikit_learn():
