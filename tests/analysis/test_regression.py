@@ -535,6 +535,40 @@ except ValueError as error:
 """
 
 
+# The ufunc type names skops trusts, after the CLI and the library are loaded (as in a
+# `regress` process), with skops imported plainly or by _skops_io (sys.modules reordered).
+SKOPS_UFUNC_NAMES = """
+import json, sys
+import stemstore.cli.app, stemstore.analysis.regression_runs
+modules = set(sys.modules)
+if sys.argv[1] == "stemstore":
+    from stemstore.analysis.regression import _skops_io
+    _skops_io()
+    assert next(iter(sys.modules)).startswith("scipy.special"), "scipy.special is not listed first"
+    assert modules <= set(sys.modules), "a module went missing"
+else:
+    import skops.io
+import skops.io._trusted_types as trusted
+print(json.dumps([trusted.SCIPY_UFUNC_TYPE_NAMES, trusted.NUMPY_UFUNC_TYPE_NAMES]))
+"""
+
+
+def test_skops_finds_the_same_ufunc_names_with_scipy_special_listed_first():
+    import json
+    import subprocess
+    import sys
+
+    names = {}
+    for how in ("stemstore", "plain"):
+        done = subprocess.run(
+            [sys.executable, "-c", SKOPS_UFUNC_NAMES, how], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        names[how] = json.loads(done.stdout)
+    assert len(names["plain"][0]) > 100 and len(names["plain"][1]) > 50
+    assert names["stemstore"] == names["plain"]
+
+
 def test_skops_without_estimator_discovery_round_trips_and_refuses_other_types():
     import subprocess
     import sys
