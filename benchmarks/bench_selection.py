@@ -94,17 +94,45 @@ def per_tree(X, y, n_trees):
     return sklearn_ms, numba_ms
 
 
-def run_selector(preset, X, y, n_jobs, seed, backend):
-    selector = RandomForestSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, backend=backend)
+class StepTimedSelector(RandomForestSelector):
+    """The selector, with the wall time of each of its three steps in ``step_seconds``."""
+
+    def _timed(self, step, method, *args):
+        start = time.perf_counter()
+        method(*args)
+        self.step_seconds[step] = time.perf_counter() - start
+
+    def fit(self, X, y):
+        self.step_seconds = {}
+        return super().fit(X, y)
+
+    def _thresholding(self, *args):
+        self._timed("thres", super()._thresholding, *args)
+
+    def _interpretation(self, *args):
+        self._timed("interp", super()._interpretation, *args)
+
+    def _prediction(self, *args):
+        self._timed("pred", super()._prediction, *args)
+
+
+def fitted_result(selector, X, y):
+    """Fit and time ``selector``: wall, CPU, wall per step and the three selections."""
     wall, cpu = time.perf_counter(), cpu_seconds()
     selector.fit(X, y)
     return dict(
         wall=time.perf_counter() - wall,
         cpu=cpu_seconds() - cpu,
+        steps=selector.step_seconds,
         f_p1=set(selector.f_p1_.tolist()),
         f_p2=set(selector.f_p2_.tolist()),
         f_pred=set(selector.f_pred_.tolist()),
     )
+
+
+def run_selector(preset, X, y, n_jobs, seed, backend):
+    selector = StepTimedSelector.from_preset(preset, random_state=seed, n_jobs=n_jobs, backend=backend)
+    return fitted_result(selector, X, y)
 
 
 def mean_jaccard(sets):
@@ -117,9 +145,16 @@ def describe(label, results):
     walls = [r["wall"] for r in results]
     cpus = [r["cpu"] for r in results]
     sizes = [(len(r["f_p1"]), len(r["f_p2"]), len(r["f_pred"])) for r in results]
+    steps = [r["steps"] for r in results if r.get("steps")]
+    per_step = (
+        "; steps (median wall) "
+        + ", ".join(f"{k} {statistics.median(st[k] for st in steps):.1f} s" for k in steps[0])
+        if steps
+        else ""
+    )
     print(
         f"{label}: median {statistics.median(walls):7.1f} s wall, {statistics.median(cpus):7.1f} s CPU "
-        f"(runs: {', '.join(f'{w:.1f}' for w in walls)}); |f_p1|,|f_p2|,|f_pred| = {sizes}",
+        f"(runs: {', '.join(f'{w:.1f}' for w in walls)}); |f_p1|,|f_p2|,|f_pred| = {sizes}{per_step}",
         flush=True,
     )
     return statistics.median(walls)
@@ -133,12 +168,22 @@ x <- as.matrix(read.csv(Sys.getenv("BENCH_X"), header = FALSE))
 y <- factor(scan(Sys.getenv("BENCH_Y"), quiet = TRUE))
 p <- as.numeric(strsplit(Sys.getenv("BENCH_PARAMS"), ",")[[1]])
 implem <- Sys.getenv("BENCH_IMPLEM")
+cores <- as.integer(Sys.getenv("BENCH_CORES"))
+cluster <- if (implem == "ranger") "ranger" else "FORK"
 set.seed(as.integer(Sys.getenv("BENCH_SEED")))
-t <- system.time(v <- VSURF(x, y, mtry = floor(ncol(x) / 3),
-  nfor.thres = p[1], ntree.thres = p[2], nfor.interp = p[3], ntree.interp = p[4],
-  nfor.pred = p[5], ntree.pred = p[6], nsd = 0, nmj = 1,
-  RFimplem = implem, parallel = TRUE, ncores = as.integer(Sys.getenv("BENCH_CORES")),
-  clusterType = if (implem == "ranger") "ranger" else "FORK", verbose = FALSE))
+if (Sys.getenv("BENCH_STEP") == "thres") {
+  t <- system.time(v <- VSURF_thres(x, y, mtry = floor(ncol(x) / 3), nfor.thres = p[1],
+    ntree.thres = p[2], RFimplem = implem, parallel = TRUE, ncores = cores,
+    clusterType = cluster, verbose = FALSE))
+  v$varselect.interp <- v$varselect.pred <- integer(0)
+} else {
+  t <- system.time(v <- VSURF(x, y, mtry = floor(ncol(x) / 3),
+    nfor.thres = p[1], ntree.thres = p[2], nfor.interp = p[3], ntree.interp = p[4],
+    nfor.pred = p[5], ntree.pred = p[6], nsd = 0, nmj = 1,
+    RFimplem = implem, parallel = TRUE, ncores = cores, clusterType = cluster, verbose = FALSE))
+  s <- sapply(v$comput.times[c("thres", "interp", "pred")], as.numeric, units = "secs")
+  cat(sprintf("RESULT thres=%.2f interp=%.2f pred=%.2f\n", s[1], s[2], s[3]))
+}
 cat(sprintf("RESULT wall=%.2f cpu=%.2f\n", t[["elapsed"]],
             t[["user.self"]] + t[["sys.self"]] + t[["user.child"]] + t[["sys.child"]]))
 cat("RESULT f_p1=", paste(v$varselect.thres - 1, collapse = " "), "\n", sep = "")
@@ -177,7 +222,8 @@ def prepare_vsurf(vendor: Path, workdir: Path):
     return str(library), None
 
 
-def run_vsurf(library, workdir, implem, params, n_jobs, seed=0):
+def run_vsurf(library, workdir, implem, params, n_jobs, seed=0, step="all", timeout=None):
+    """One VSURF run (``step="thres"``: its thresholding step alone); None if it timed out."""
     env = dict(
         os.environ,
         BENCH_R_LIB=library,
@@ -187,10 +233,16 @@ def run_vsurf(library, workdir, implem, params, n_jobs, seed=0):
         BENCH_IMPLEM=implem,
         BENCH_SEED=str(seed),
         BENCH_CORES=str(n_jobs),
+        BENCH_STEP=step,
     )
     script = workdir / "vsurf.R"
     script.write_text(R_SCRIPT)
-    done = subprocess.run(["Rscript", str(script)], env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(
+            ["Rscript", str(script)], env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-500:])
     out = dict(
@@ -202,6 +254,7 @@ def run_vsurf(library, workdir, implem, params, n_jobs, seed=0):
         )
     )
     result = {"wall": float(out["wall"]), "cpu": float(out["cpu"])}
+    result["steps"] = {k: float(out[k]) for k in ("thres", "interp", "pred") if k in out}
     for key in ("f_p1", "f_p2", "f_pred"):
         result[key] = {int(v) for v in out[key].split()}
     return result
@@ -255,6 +308,9 @@ def main():
         help="thresholding forests for the paper-scale comparison with VSURF-ranger (50 = the paper)",
     )
     parser.add_argument("--no-r", action="store_true", help="skip VSURF")
+    parser.add_argument(
+        "--vsurf-timeout", type=float, default=900, help="stop a whole VSURF run after this many seconds"
+    )
     parser.add_argument("--no-fast", action="store_true", help="skip the fast preset and the seeds")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the sklearn reference backend")
     parser.add_argument("--vendor", type=Path, default=REPO.parent / "shared" / "vendor")
@@ -291,21 +347,48 @@ def main():
             np.savetxt(workdir / "y.csv", y, fmt="%d")
 
         runs = {name: [] for name in backends + [f"VSURF-{i}" for i in implems]}
+        # VSURF's thresholding step alone: the same forests as ours, so comparable even when its
+        # threshold comes out 0 and it keeps hundreds of features for the nested step (see
+        # BENCHMARKS.md), which can keep a whole run going for hours.
+        thresholding = {f"VSURF-{i}": [] for i in implems}
         for _ in range(0 if args.no_fast else args.repeats):  # interleaved, so that all see the same load
             for backend in backends:
                 runs[backend].append(run_selector("fast", X, y, args.n_jobs, 0, backend))
                 describe(f"  one run, fast preset, {backend}", runs[backend][-1:])
             for implem in implems:
-                runs[f"VSURF-{implem}"].append(
-                    run_vsurf(library, workdir, implem, vsurf_params("fast"), args.n_jobs)
+                name = f"VSURF-{implem}"
+                thresholding[name].append(
+                    run_vsurf(library, workdir, implem, vsurf_params("fast"), args.n_jobs, step="thres")
                 )
-                describe(f"  one run, fast preset, VSURF-{implem}", runs[f"VSURF-{implem}"][-1:])
+                describe(f"  one run, fast preset, thresholding step alone, {name}", thresholding[name][-1:])
+                result = run_vsurf(
+                    library, workdir, implem, vsurf_params("fast"), args.n_jobs, timeout=args.vsurf_timeout
+                )
+                if result is None:
+                    print(f"  one run, fast preset, {name}: stopped after {args.vsurf_timeout} s", flush=True)
+                else:
+                    runs[name].append(result)
+                    describe(f"  one run, fast preset, {name}", runs[name][-1:])
         for name, results in runs.items() if not args.no_fast else ():
-            describe(f"fast preset, {name:>18}", results)
+            if results:
+                describe(f"fast preset, {name:>18}", results)
         for backend in backends if not args.no_fast else ():
-            ratios(f"fast preset, {backend}", runs[backend], {n: r for n, r in runs.items() if n != backend})
+            ratios(
+                f"fast preset, {backend}",
+                runs[backend],
+                {n: r for n, r in runs.items() if n != backend and r},
+            )
+            ours = statistics.median(r["steps"]["thres"] for r in runs[backend])
+            for name, results in thresholding.items():
+                theirs = statistics.median(r["wall"] for r in results)
+                print(
+                    f"fast preset, thresholding step, {backend} vs {name}: {ours:.1f} s vs {theirs:.1f} s "
+                    f"wall, {ours / theirs:.2f}x",
+                    flush=True,
+                )
 
-        print(f"seed-to-seed stability, fast preset, seeds 0..{args.seeds - 1}:", flush=True)
+        if not args.no_fast:
+            print(f"seed-to-seed stability, fast preset, seeds 0..{args.seeds - 1}:", flush=True)
         for backend in backends if not args.no_fast else ():
             seeded = runs[backend][:1] + [
                 run_selector("fast", X, y, args.n_jobs, seed, backend) for seed in range(1, args.seeds)
@@ -327,25 +410,25 @@ def main():
                     else [run_selector_params(X, y, args.n_jobs, n_forests=args.paper_forests)]
                 )
                 theirs = run_vsurf(
-                    library, workdir, "ranger", vsurf_params("paper", args.paper_forests), args.n_jobs
+                    library,
+                    workdir,
+                    "ranger",
+                    vsurf_params("paper", args.paper_forests),
+                    args.n_jobs,
+                    timeout=args.vsurf_timeout,
                 )
                 describe(f"{label}, numba", ours)
-                describe(f"{label}, VSURF-ranger", [theirs])
-                ratios(f"{label}, numba", ours, {"VSURF-ranger": [theirs]})
+                if theirs is None:
+                    print(f"{label}, VSURF-ranger: stopped after {args.vsurf_timeout} s", flush=True)
+                else:
+                    describe(f"{label}, VSURF-ranger", [theirs])
+                    ratios(f"{label}, numba", ours, {"VSURF-ranger": [theirs]})
 
 
 def run_selector_params(X, y, n_jobs, **overrides):
     """The paper preset with overrides (numba backend, seed 0)."""
-    selector = RandomForestSelector.from_preset("paper", random_state=0, n_jobs=n_jobs, **overrides)
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    selector.fit(X, y)
-    return dict(
-        wall=time.perf_counter() - wall,
-        cpu=cpu_seconds() - cpu,
-        f_p1=set(selector.f_p1_.tolist()),
-        f_p2=set(selector.f_p2_.tolist()),
-        f_pred=set(selector.f_pred_.tolist()),
-    )
+    selector = StepTimedSelector.from_preset("paper", random_state=0, n_jobs=n_jobs, **overrides)
+    return fitted_result(selector, X, y)
 
 
 if __name__ == "__main__":

@@ -466,7 +466,9 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                                 while word:
                                     lowest = word & (~word + _NB_ONE)
                                     word ^= lowest
-                                    b = (word_index << 6) + _NB_BIT_INDEX[(lowest * _NB_DEBRUIJN) >> np.uint64(58)]
+                                    b = (word_index << 6) + _NB_BIT_INDEX[
+                                        (lowest * _NB_DEBRUIJN) >> np.uint64(58)
+                                    ]
                                     if b >= high:
                                         break
                                     l0 += level2[2 * b]
