@@ -35,6 +35,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -237,12 +238,22 @@ def run_vsurf(library, workdir, implem, params, n_jobs, seed=0, step="all", time
     )
     script = workdir / "vsurf.R"
     script.write_text(R_SCRIPT)
+    # Its own process group, so that a time limit also stops the workers VSURF forks.
+    process = subprocess.Popen(
+        ["Rscript", str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            ["Rscript", str(script)], env=env, capture_output=True, text=True, timeout=timeout
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         return None
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-500:])
     out = dict(
