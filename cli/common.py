@@ -154,6 +154,10 @@ def describe_database_error(exc: BaseException, db: str | None) -> str | None:
             "connection is lost",
             "connection is bad",
             "is the server running",
+            # a new connection while the server stops or restarts (SQLSTATE 57P01-57P03)
+            "the database system is shutting down",
+            "the database system is starting up",
+            "the database system is in recovery mode",
         )
     )
     # psycopg's own errors reach here unwrapped from COPY on the raw connection

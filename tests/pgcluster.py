@@ -80,8 +80,10 @@ class PostgresCluster:
         )
 
     def stop(self) -> None:
+        """Stop the server if it runs (a test may have halted it) and remove the cluster."""
         try:
-            self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

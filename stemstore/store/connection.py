@@ -634,12 +634,18 @@ class Store:
             yield record
         except BaseException as exc:
             if record.id is not None:
-                self.finish_run(
-                    record.id,
-                    status=RunStatus.FAILED,
-                    counts=record.final_counts(),
-                    message=(failure_message or describe_failure)(exc),
-                )
+                try:
+                    self.finish_run(
+                        record.id,
+                        status=RunStatus.FAILED,
+                        counts=record.final_counts(),
+                        message=(failure_message or describe_failure)(exc),
+                    )
+                except Exception:
+                    # The database itself may be what failed (a server gone, a full disk): the
+                    # first error is the one to report. The run stays `running`, which `status`
+                    # shows as interrupted once this process has ended.
+                    pass
             raise
         if record.id is not None and not record.recorded:
             self.finish_run(record.id, counts=record.final_counts(), message=record.message)

@@ -366,6 +366,53 @@ def test_server_stopped_mid_extract(tmp_path, synthetic):
         cluster.stop()
 
 
+def test_a_failed_run_whose_server_is_gone_reports_the_first_error():
+    """The run's failure cannot be recorded once the server is gone: the error that stopped
+    the run is still the one raised (not the failed attempt to record it)."""
+    from stemstore.store.connection import Store
+    from tests.pgcluster import PostgresCluster
+
+    cluster = PostgresCluster(port=55000 + os.getpid() % 300).start()
+    try:
+        store = Store.open(cluster.create_database("gone"), create=True, check_schema=False)
+        store.init()
+        with pytest.raises(RuntimeError, match="the step itself"):
+            with store.run("extraction", params={}):
+                cluster.halt()
+                raise RuntimeError("the step itself failed")
+        store.close()
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "consuming input failed: server closed the connection unexpectedly",
+        'connection failed: connection to server on socket "/tmp/x/.s.PGSQL.5432" failed: '
+        "FATAL:  the database system is shutting down",
+        "connection failed: connection to server at 10.0.0.5, port 5432 failed: Connection refused",
+    ],
+)
+def test_a_lost_server_is_one_line_whatever_the_driver_says(message):
+    import psycopg
+
+    from stemstore.cli.common import describe_database_error
+
+    error = sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError(message))
+    line = describe_database_error(error, "postgresql+psycopg://me@/stems")
+    assert line is not None and line.startswith("lost the connection to the database server"), line
+    assert (
+        describe_database_error(
+            sa.exc.OperationalError(
+                "SELECT 1", {}, psycopg.OperationalError("syntax error at or near SELEC")
+            ),
+            None,
+        )
+        is None
+    )
+
+
 @pytest.fixture
 def small_disk():
     """A 64 MiB tmpfs: a disk that can be filled in a moment. Mounting needs root, as CI has;
