@@ -340,6 +340,13 @@ def _nb_below(state, n):
     return np.int64(np.float64(z >> np.uint64(11)) * _NB_INV_2_53 * n)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nb_split_score(l0, l1, r0, r1, inverse):
+    """A two-class split's score, sum_c L_c^2 / L + sum_c R_c^2 / R, from its integer class
+    weights left (l0, l1) and right (r0, r1); ``inverse[w]`` is 1 / w."""
+    return (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (r0 * r0 + r1 * r1) * inverse[r0 + r1]
+
+
 @numba.njit(cache=True, nogil=True)
 def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_importance, sparse_spread=2):
     """Grow one forest on ``ranks`` (n_features, n_samples); importances and OOB votes.
@@ -473,20 +480,14 @@ def _nb_forest(ranks, order, values, y, n_classes, n_trees, mtry, seed, with_imp
                                         break
                                     l0 += level2[2 * b]
                                     l1 += level2[2 * b + 1]
-                                    r0, r1 = w0 - l0, w1 - l1
-                                    proxy = (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (
-                                        r0 * r0 + r1 * r1
-                                    ) * inverse[r0 + r1]
+                                    proxy = _nb_split_score(l0, l1, w0 - l0, w1 - l1, inverse)
                                     if proxy > best_proxy:
                                         best_proxy, best_feature, best_threshold = proxy, f, b
                         else:
                             for b in range(low, high):
                                 l0 += level2[2 * b]
                                 l1 += level2[2 * b + 1]
-                                r0, r1 = w0 - l0, w1 - l1
-                                proxy = (l0 * l0 + l1 * l1) * inverse[l0 + l1] + (
-                                    r0 * r0 + r1 * r1
-                                ) * inverse[r0 + r1]
+                                proxy = _nb_split_score(l0, l1, w0 - l0, w1 - l1, inverse)
                                 if proxy > best_proxy:
                                     best_proxy, best_feature, best_threshold = proxy, f, b
                     for word_index in range(low >> 6, (high >> 6) + 1):
