@@ -33,8 +33,8 @@ def select(
     max_interp_features: Annotated[
         int | None,
         typer.Option(
-            help="Cap on the thresholded features the nested (interpretation) step walks through, "
-            "like VSURF's nvarmax; none by default."
+            help="Cap on the thresholded features the nested (interpretation) step walks through "
+            "(VSURF has none); none by default."
         ),
     ] = None,
     dask: Annotated[
