@@ -163,6 +163,14 @@ def test_tuned_preset_with_default_grids():
     json.dumps({n: m.cv for n, m in result.models.items()})
 
 
+def test_a_grid_the_caller_overrides_is_still_checked_by_scikit_learn():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    df = reference_pairs("bass")
+    with pytest.raises(InvalidParameterError, match="'C' parameter of SVR"):
+        run_regression(df, None, "bass", preset="tuned", grids={**SMALL_GRIDS, "svr": {"C": [-1.0]}})
+
+
 def test_tuned_preset_with_small_grids_and_grouped_split():
     df = reference_pairs("vocal").drop(columns="split")
     # Five pairs per made-up multitrack, so the grouped split has something to hold together.
