@@ -251,6 +251,37 @@ def test_recorded_hyperparameters_refit_the_same_model(preset):
         )
 
 
+def test_remembered_parameter_names_leave_models_unchanged_and_scikit_learn_restored():
+    """Fits look scikit-learn's parameter names up once per class (speed only): every model
+    and its parameters come out as plain scikit-learn gives them, and the lookup is scikit-learn's
+    own again after the block, nested or left by an error."""
+    from sklearn.base import BaseEstimator
+
+    from stemstore.analysis.regression import _param_names_remembered
+
+    sklearn_lookup = BaseEstimator.__dict__["_get_param_names"]
+    data = pairs_to_xy(reference_pairs("bass"), None)
+    for preset in ("paper", "tuned"):
+        for name in MODEL_NAMES:
+            hyper = {"n_estimators": 30} if name == "rf" else {}
+            plain = unfitted_model(name, preset, hyper, seed=1).fit(data.X, data.Y)
+            remembered = fit_deterministic(unfitted_model(name, preset, hyper, seed=1), data.X, data.Y)
+            np.testing.assert_array_equal(
+                predict_stem(remembered, data.X), predict_stem(plain, data.X), err_msg=f"{preset} {name}"
+            )
+            expected = plain.get_params(deep=True)
+            with _param_names_remembered():
+                assert BaseEstimator.__dict__["_get_param_names"] is not sklearn_lookup
+                assert remembered.get_params(deep=True).keys() == expected.keys()
+                with _param_names_remembered():
+                    pass
+                assert BaseEstimator.__dict__["_get_param_names"] is not sklearn_lookup
+            assert BaseEstimator.__dict__["_get_param_names"] is sklearn_lookup
+    with pytest.raises(ZeroDivisionError), _param_names_remembered():
+        1 / 0
+    assert BaseEstimator.__dict__["_get_param_names"] is sklearn_lookup
+
+
 # ---------------------------------------------------------------------------------------------
 # The ensemble search ("Table 7")
 
