@@ -282,6 +282,30 @@ def test_remembered_parameter_names_leave_models_unchanged_and_scikit_learn_rest
     assert BaseEstimator.__dict__["_get_param_names"] is sklearn_lookup
 
 
+def _remembers_param_names() -> bool:
+    from sklearn.base import BaseEstimator
+
+    from stemstore.analysis.regression import _REMEMBERED_PARAM_NAMES
+
+    return BaseEstimator.__dict__["_get_param_names"] is _REMEMBERED_PARAM_NAMES
+
+
+def test_a_search_in_worker_processes_remembers_parameter_names_there():
+    import joblib
+
+    from stemstore.analysis.regression import _workers_remember_param_names
+
+    with _workers_remember_param_names(2):
+        in_workers = joblib.Parallel(n_jobs=2)(joblib.delayed(_remembers_param_names)() for _ in range(4))
+    assert in_workers == [True] * 4
+    assert not _remembers_param_names()  # this process is left as it was
+    # One job, or a backend the caller chose, is left alone.
+    with _workers_remember_param_names(1):
+        assert joblib.parallel.get_active_backend()[0].backend_kwargs == {}
+    with joblib.parallel_config(backend="threading"), _workers_remember_param_names(2):
+        assert type(joblib.parallel.get_active_backend()[0]) is joblib.parallel.ThreadingBackend
+
+
 # ---------------------------------------------------------------------------------------------
 # The ensemble search ("Table 7")
 
