@@ -71,6 +71,28 @@ InstrumentOption = Annotated[
 ]
 
 
+def features_option(help_text: str):
+    """A ``--features`` option: names separated by commas, the option repeatable."""
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            "--features",
+            metavar="NAMES",
+            help=f"{help_text} Comma-separated, or repeat the option: --features a,b --features c.",
+        ),
+    ]
+
+
+def feature_names(values: list[str] | None) -> list[str] | None:
+    """The names given with every ``--features`` option, in order; None when none was given."""
+    if values is None:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise StemstoreError("--features is empty: give feature names separated by commas")
+    return names
+
+
 def user_errors(fn):
     """Turn StemstoreError into one line on stderr and exit status 1."""
 

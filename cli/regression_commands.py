@@ -10,32 +10,28 @@ from typing import Annotated
 import typer
 
 from stemstore.enums import OutlierRule, RegressionPreset
-from stemstore.errors import StemstoreError
 
-from .common import DbOption, FormatOption, GroupName, app, open_store, plot_app, user_errors
+from .common import (
+    DbOption,
+    FormatOption,
+    GroupName,
+    app,
+    feature_names,
+    features_option,
+    open_store,
+    plot_app,
+    user_errors,
+)
 from .render import Format, render
-
-
-def _names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise StemstoreError("--features is empty: give feature names separated by commas")
-    return names
 
 
 @app.command()
 @user_errors
 def regress(
     group: GroupName,
-    features: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated feature names (inputs and targets). Default: the f_pred of the "
-            "group's latest selection run."
-        ),
-    ] = None,
+    features: features_option(
+        "Feature names (inputs and targets). Default: the f_pred of the group's latest selection run."
+    ) = None,
     selection: Annotated[
         int | None, typer.Option(help="Take f_pred from this selection run instead of the latest.")
     ] = None,
@@ -75,7 +71,7 @@ def regress(
         run_id = run_regress(
             store,
             group,
-            features=_names(features),
+            features=feature_names(features),
             selection_run=selection,
             preset=preset.value,
             outliers=outliers.value,

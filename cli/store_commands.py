@@ -16,6 +16,8 @@ from .common import (
     InstrumentOption,
     app,
     export_app,
+    feature_names,
+    features_option,
     groups_app,
     open_store,
     user_errors,
@@ -110,7 +112,7 @@ def export_features(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv or .parquet file.")],
     group: Annotated[str | None, typer.Option("--group", "-g", help="Instrument group.")] = None,
     instrument: InstrumentOption = None,
-    features: Annotated[str | None, typer.Option(help="Comma-separated feature names.")] = None,
+    features: features_option("Feature names (default: all).") = None,
     db: DbOption = None,
 ) -> None:
     """Export segments' features wide, in the format import-features reads (bit-exact).
@@ -121,7 +123,7 @@ def export_features(
 
     if group is None and not instrument:
         raise StemstoreError("say what to export: --group G or --instrument I")
-    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    names = feature_names(features)
     with open_store(db, writer=False) as store:
         out = run_export(
             store, output, group=group, instruments=instrument, features=names, raw_csv=RAW_CSV["on"]

@@ -44,6 +44,28 @@ def test_init_import_export_query_report(cli_db, tmp_path):
     assert "guitar,guitar,raw,78,78" in result.output
 
 
+def test_features_are_given_comma_separated_or_with_the_option_repeated(cli_db, tmp_path):
+    import pandas as pd
+
+    guitar_pairs = require_shared(REFERENCE / "guitar-pairs.csv")
+    assert run("import-features", str(guitar_pairs), db=cli_db).exit_code == 0
+    names = [c for c in pd.read_csv(guitar_pairs, nrows=0).columns if "." in c][:3]
+    out = tmp_path / "g.parquet"
+    result = run(
+        "export", "features", "--group", "guitar", "-o", str(out),
+        "--features", f"{names[0]}, {names[1]}", "--features", names[2], db=cli_db,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [c for c in pd.read_parquet(out).columns if c in names] == names
+    for command in (["export", "features", "--group", "guitar", "-o", str(out)], ["regress", "--group", "guitar"]):
+        result = run(*command, "--features", " , ", db=cli_db)
+        assert result.exit_code == 1
+        assert result.output.strip() == "error: --features is empty: give feature names separated by commas"
+    # A name that is wrong in any of the repeated options is reported, not dropped.
+    result = run("regress", "--group", "guitar", "--features", "nosuch.a", "--features", names[0], db=cli_db)
+    assert result.exit_code == 1 and "nosuch.a" in result.output
+
+
 def test_groups_commands(cli_db):
     assert run("groups", "set", "my-guitars", "acoustic guitar", "banjo", db=cli_db).exit_code == 0
     listed = run("groups", "list", "--format", "csv", db=cli_db)
