@@ -277,8 +277,8 @@ def test_remembered_parameter_names_leave_models_unchanged_and_scikit_learn_rest
                     pass
                 assert BaseEstimator.__dict__["_get_param_names"] is not sklearn_lookup
             assert BaseEstimator.__dict__["_get_param_names"] is sklearn_lookup
-    with pytest.raises(ZeroDivisionError), _param_names_remembered():
-        1 / 0
+    with pytest.raises(RuntimeError, match="a failing fit"), _param_names_remembered():
+        raise RuntimeError("a failing fit")
     assert BaseEstimator.__dict__["_get_param_names"] is sklearn_lookup
 
 

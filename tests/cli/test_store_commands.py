@@ -52,12 +52,24 @@ def test_features_are_given_comma_separated_or_with_the_option_repeated(cli_db, 
     names = [c for c in pd.read_csv(guitar_pairs, nrows=0).columns if "." in c][:3]
     out = tmp_path / "g.parquet"
     result = run(
-        "export", "features", "--group", "guitar", "-o", str(out),
-        "--features", f"{names[0]}, {names[1]}", "--features", names[2], db=cli_db,
-    )  # fmt: skip
+        "export",
+        "features",
+        "--group",
+        "guitar",
+        "-o",
+        str(out),
+        "--features",
+        f"{names[0]}, {names[1]}",
+        "--features",
+        names[2],
+        db=cli_db,
+    )
     assert result.exit_code == 0, result.output
     assert [c for c in pd.read_parquet(out).columns if c in names] == names
-    for command in (["export", "features", "--group", "guitar", "-o", str(out)], ["regress", "--group", "guitar"]):
+    for command in (
+        ["export", "features", "--group", "guitar", "-o", str(out)],
+        ["regress", "--group", "guitar"],
+    ):
         result = run(*command, "--features", " , ", db=cli_db)
         assert result.exit_code == 1
         assert result.output.strip() == "error: --features is empty: give feature names separated by commas"
