@@ -528,7 +528,7 @@ def _param_names_remembered():
     for each tree of a random forest, and again for every step of every pipeline a grid
     search clones. The names depend on the class alone, so inside the block they are
     remembered per class; fitted models and results are the same (a tuned run takes about
-    0.8x the CPU). Only this process is affected; a grid search's worker processes get the
+    0.8-0.9x the CPU). Only this process is affected; a grid search's worker processes get the
     same through :func:`_workers_remember_param_names`. Nested blocks are fine; the lookup is
     restored on exit.
     """
@@ -550,7 +550,7 @@ def _remember_param_names_in_worker() -> None:
 def _workers_remember_param_names(n_jobs: int | None):
     """joblib's default process pool with workers that remember parameter names (see
     :func:`_param_names_remembered`), for a search run in ``n_jobs`` > 1 processes (a tuned
-    run with two jobs about 0.8x the time). A backend the caller chose, or configured, is
+    run with two jobs takes about 0.8-0.9x the time). A backend the caller chose, or configured, is
     left alone."""
     backend, _ = joblib.parallel.get_active_backend()
     if (
