@@ -924,4 +924,12 @@ def _explain_connect_error(url: str, exc: Exception) -> str:
             f"the store {url} is in use by another process that is writing to it; "
             f"wait for it to finish ({text})"
         )
+    if "could not write init file" in text:
+        # A new PostgreSQL session writes the database's relation-cache file first; on a full
+        # disk that fails with this bare message (no errno), before anything is read or written.
+        return (
+            f"cannot open the store {url}: its database server cannot write to the disk, most "
+            f"likely no space left on device ({text}); nothing was changed: free space and rerun "
+            "the command"
+        )
     return f"cannot open the store {url}: {text}"

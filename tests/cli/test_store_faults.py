@@ -408,6 +408,23 @@ def test_a_lost_server_is_one_line_whatever_the_driver_says(message):
     assert describe_database_error(not_lost, None) is None
 
 
+def test_a_server_that_cannot_start_a_session_on_a_full_disk_says_so():
+    """A new PostgreSQL session first writes the database's relation-cache file; on a full disk
+    it fails with a bare "could not write init file", which must still read as a full disk."""
+    import psycopg
+
+    from stemstore.store.connection import _explain_connect_error
+
+    url = "postgresql+psycopg://postgres@/stems"
+    failed = sa.exc.OperationalError(
+        None, None, psycopg.OperationalError("connection failed: FATAL:  could not write init file")
+    )
+    line = _explain_connect_error(url, failed)
+    assert line.startswith(f"cannot open the store {url}: ") and "no space left on device" in line, line
+    other = sa.exc.OperationalError(None, None, psycopg.OperationalError("password authentication failed"))
+    assert "no space" not in _explain_connect_error(url, other)
+
+
 @pytest.fixture
 def small_disk():
     """A 64 MiB tmpfs: a disk that can be filled in a moment. Mounting needs root, as CI has;
@@ -439,12 +456,13 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def disk_full_then_rerun(case: Case, disk: Path, shown: str) -> None:
+def disk_full_then_rerun(case: Case, disk: Path, shown: str, before_filling=lambda: None) -> None:
     """Extract on a full disk fails with one line naming the store, keeps what was stored,
-    and completes after space is freed."""
+    and completes after space is freed. ``before_filling`` runs just before the disk fills."""
     case.run("ingest", str(case.corpus()))
     case.run("segment", "--window", "1")
     before = stored(case.db)
+    before_filling()
     filler = fill(disk)
     result = runner.invoke(app, ["extract", "--db", case.db])
     filler.unlink()
@@ -467,7 +485,18 @@ def test_disk_full_on_duckdb(small_disk, tmp_path, synthetic):
     disk_full_then_rerun(case, small_disk, db)
 
 
-def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster):
+def drop_relation_cache_files(disk: Path) -> None:
+    """Remove the databases' relation-cache files on ``disk`` (PostgreSQL's own cache, rebuilt
+    by the next session), so that the next session must write one: on a full disk the server
+    then refuses the session itself."""
+    cache_files = list(disk.glob("PG_*/*/pg_internal.init"))
+    assert cache_files, f"no relation-cache file under {disk}"
+    for path in cache_files:
+        path.unlink()
+
+
+@pytest.mark.parametrize("full_when", ["writing", "opening a session"])
+def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, full_when):
     import psycopg
 
     name = f"f_{uuid.uuid4().hex[:12]}"
@@ -480,7 +509,10 @@ def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster):
     try:
         case = Case(tmp_path, pg_cluster.url(name), synthetic)
         case.run("init")
-        disk_full_then_rerun(case, small_disk, name)
+        if full_when == "writing":
+            disk_full_then_rerun(case, small_disk, name)
+        else:
+            disk_full_then_rerun(case, small_disk, name, lambda: drop_relation_cache_files(small_disk))
     finally:
         with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
