@@ -7,7 +7,7 @@ hand, the URL comes from ``-x db=URL`` or alembic.ini.
 from alembic import context
 from sqlalchemy import create_engine
 
-import stemstore.store.connection  # noqa: F401  (registers Alembic's DuckDB implementation)
+import stemstore.migrations.operations  # noqa: F401  (registers Alembic's DuckDB implementation and view operations)
 from stemstore.store.schema import Base
 
 config = context.config

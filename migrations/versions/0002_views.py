@@ -10,7 +10,7 @@ queries/<name>.sql holds the current one.
 
 from alembic import op
 
-from stemstore.store.views import View
+from stemstore.migrations.operations import View
 
 revision = "0002"
 down_revision = "0001"

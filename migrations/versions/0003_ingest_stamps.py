@@ -14,7 +14,7 @@ tracks of imported feature files are excluded by code too; the downgrade restore
 from alembic import op
 import sqlalchemy as sa
 
-from stemstore.store.views import View
+from stemstore.migrations.operations import View
 
 revision = "0003"
 down_revision = "0002"

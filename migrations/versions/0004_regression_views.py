@@ -10,7 +10,7 @@ table6 takes a target's f_pred place from regression_metrics.position (a column 
 
 from alembic import op
 
-from stemstore.store.views import View
+from stemstore.migrations.operations import View
 
 revision = "0004"
 down_revision = "0003"

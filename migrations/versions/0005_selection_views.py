@@ -9,7 +9,7 @@ Each view's SELECT is frozen here as this migration builds it (see stemstore/vie
 
 from alembic import op
 
-from stemstore.store.views import View
+from stemstore.migrations.operations import View
 
 revision = "0005"
 down_revision = "0004"

@@ -12,7 +12,7 @@ Each view's SELECT is frozen here as this migration builds it (see stemstore/sto
 
 from alembic import op
 
-from stemstore.store.views import View
+from stemstore.migrations.operations import View
 
 revision = "0007"
 down_revision = "0006"

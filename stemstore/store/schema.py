@@ -38,6 +38,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+#: The newest migration, the one whose schema is exactly these models. A store at this revision
+#: opens without reading the migrations; ``tests/store/test_migrations.py`` checks that it is
+#: the migrations' head, so a new migration must update it.
+SCHEMA_REVISION = "0009"
+
+
 class JSONText(TypeDecorator):
     """JSON kept as text: portable across DuckDB and PostgreSQL, readable in plain SQL."""
 

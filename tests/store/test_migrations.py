@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import stemstore.store.connection  # noqa: F401  (registers DuckDB for Alembic)
+import stemstore.migrations.operations  # noqa: F401  (registers DuckDB for Alembic)
 from stemstore.enums import (
     AudioStatus,
     CorpusFormat,
@@ -20,7 +22,18 @@ from stemstore.enums import (
     Split,
     TrackKind,
 )
-from stemstore.store.schema import Base, Corpus, Multitrack, Run, RunSegment, Segment, Track, TrackLink
+from stemstore.store.schema import (
+    SCHEMA_REVISION,
+    Base,
+    Corpus,
+    Multitrack,
+    Run,
+    RunSegment,
+    Segment,
+    Track,
+    TrackLink,
+)
+from stemstore.errors import StemstoreError
 from stemstore.store.connection import Store, head_revisions
 from stemstore.store.views import view_names
 
@@ -29,9 +42,10 @@ def tables(store: Store) -> set[str]:
     return set(sa.inspect(store.engine).get_table_names())
 
 
-def test_history_is_linear():
-    """One head: every migration builds on the one before."""
-    assert len(head_revisions()) == 1
+def test_history_is_linear_and_ends_at_the_models_revision():
+    """One head: every migration builds on the one before, and the newest is the revision the
+    models declare (a store at it opens without reading the migrations)."""
+    assert head_revisions() == {SCHEMA_REVISION}
 
 
 def test_upgrade_downgrade_upgrade(db_url):
@@ -48,6 +62,36 @@ def test_upgrade_downgrade_upgrade(db_url):
     store.init()
     assert store.schema_revisions() == head_revisions()
     store.close()
+
+
+def test_a_store_behind_the_code_is_refused_with_the_way_to_upgrade_it(db_url):
+    store = Store.open(db_url, create=True, check_schema=False)
+    store.init()
+    store.downgrade("0008")
+    store.close()
+    with pytest.raises(StemstoreError) as refused:
+        Store.open(db_url)
+    assert str(refused.value) == (
+        f"the store's schema is at revision 0008, this stemstore needs {SCHEMA_REVISION}: "
+        "run 'stemstore init' to upgrade it"
+    )
+    with Store.open(db_url, check_schema=False) as store:
+        store.init()
+    Store.open(db_url).close()
+
+
+def test_opening_a_current_store_does_not_load_alembic(tmp_path):
+    """Alembic is imported only to migrate or to explain a mismatch, so that every command
+    opening an up-to-date store is spared its import."""
+    db = tmp_path / "store.duckdb"
+    with Store.open(str(db), create=True, check_schema=False) as store:
+        store.init()
+    code = (
+        "import sys; from stemstore.store.connection import Store; "
+        f"Store.open({str(db)!r}).close(); print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_head_migration_matches_models(pg_cluster):

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from stemstore.store.connection import Store
-from stemstore.store.views import View, view_names, view_sql
+from stemstore.migrations.operations import View
+from stemstore.store.views import view_names, view_sql
 
 PROBE = "probe_view"
 
