@@ -42,12 +42,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from stemstore.audio import SAMPLE_RATE, AudioError, load_mono, preprocess
 from stemstore.errors import StemstoreError
-from stemstore.features.extractor import EXTRACTOR_VERSION, FeatureExtractor
+from stemstore.features import EXTRACTOR_VERSION
 from stemstore.enums import RunKind, SegmentStatus
 
 if TYPE_CHECKING:  # workers import this module: keep the database layer out of their imports
+    from stemstore.features.extractor import FeatureExtractor
     from stemstore.store.connection import Store
 
 ProgressCallback = Callable[[int, int], None]
@@ -79,11 +79,15 @@ class SegmentResult:
 _local = threading.local()
 
 
+# Essentia (under stemstore.audio and the extractor) is imported only where segments are
+# computed: counting the work left for `stemstore status` should not pay its ~1 s import.
 def _extractor() -> FeatureExtractor:
     """This worker's (thread's) FeatureExtractor, built once and reused for every segment."""
     extractor = getattr(_local, "extractor", None)
     if extractor is None:
         import essentia
+
+        from stemstore.features.extractor import FeatureExtractor
 
         essentia.log.warningActive = False  # Essentia warns on teardown of its networks
         extractor = _local.extractor = FeatureExtractor()
@@ -92,6 +96,8 @@ def _extractor() -> FeatureExtractor:
 
 def segment_audio(task: SegmentTask) -> np.ndarray:
     """The pre-processed audio of a segment, recomputed from its file (see module docstring)."""
+    from stemstore.audio import SAMPLE_RATE, AudioError, load_mono, preprocess
+
     audio = load_mono(task.path)
     end = task.start_sample + task.n_samples
     if audio.size < end:
@@ -134,6 +140,8 @@ def _process_context():
 def _local_processes(tasks: list[SegmentTask], workers: int) -> Iterator[SegmentResult]:
     """Results in completion order from ``workers`` processes, each reusing one
     FeatureExtractor. At most two tasks per worker are in flight."""
+    import stemstore.features.extractor  # noqa: F401  (loaded before forking: the workers inherit it)
+
     pending_tasks = iter(tasks)
     context = _process_context()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -281,6 +289,8 @@ def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
 
 
 def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int]]:
+    from stemstore.audio import SAMPLE_RATE
+
     rows = store.read_sql(
         _PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""), {"version": EXTRACTOR_VERSION}
     )

@@ -3,8 +3,9 @@
 ``FeatureExtractor.extract(audio)`` turns one pre-processed segment (mono, float32, 44.1 kHz,
 see :mod:`stemstore.audio`) into a float64 vector of 1812 values in catalog order
 (:func:`stemstore.store.catalog.feature_names`). The configuration is the study's own extraction
-(Essentia's ``Extractor`` plus a few descriptors computed beside it); ``EXTRACTOR_VERSION``
-names it, and values computed by an older version are recomputed by ``stemstore extract``.
+(Essentia's ``Extractor`` plus a few descriptors computed beside it);
+:data:`stemstore.features.EXTRACTOR_VERSION` names it, and values computed by an older version
+are recomputed by ``stemstore extract``.
 
 How the catalog's descriptors are computed
 ------------------------------------------
@@ -78,11 +79,6 @@ N_MEL_BANDS = 40  # the MFCC's own mel filterbank (Essentia's MFCC default)
 HPCP_SIZE = 36
 #: HPCP reference frequency before a segment's tuning is estimated (Essentia's default).
 HPCP_REFERENCE_HZ = 440.0
-#: The extraction's configuration. Bump it whenever a change alters any stored value: values
-#: of an older version are outdated, and ``stemstore extract`` recomputes them.
-#: "1": a fixed 440 Hz HPCP reference, MFCC mel bands, numpy pooling (before the study's
-#: configuration was matched); "2": the study's configuration, pooled by PoolAggregator.
-EXTRACTOR_VERSION = "2"
 #: BeatsLoudness band edges of the Extractor (the streaming algorithm's defaults: 6 bands;
 #: the standard-mode defaults differ).
 BEATS_LOUDNESS_BANDS_HZ = [0.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 22000.0]

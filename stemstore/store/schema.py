@@ -226,7 +226,7 @@ class Segment(Base):
 class SegmentExtraction(Base):
     """Which extractor version computed a segment's stored feature values.
 
-    Values of an older version than :data:`stemstore.features.extractor.EXTRACTOR_VERSION` are outdated:
+    Values of an older version than :data:`stemstore.features.EXTRACTOR_VERSION` are outdated:
     ``stemstore extract`` recomputes them and marks stale the runs that used them. Imported
     segments have no row (their values were not computed here). A side table with no foreign
     key, like track_files, so that its migration downgrades on DuckDB.

@@ -25,7 +25,7 @@ from stemstore.cli.app import app
 from stemstore.store.catalog import feature_names
 from stemstore.analysis.matrix import analysis_matrix
 from stemstore.features.extraction import count_outdated, extract
-from stemstore.features.extractor import EXTRACTOR_VERSION
+from stemstore.features import EXTRACTOR_VERSION
 from stemstore.reports import status
 from stemstore.segments import segment
 from stemstore.store.connection import Store
