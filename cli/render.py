@@ -11,11 +11,14 @@ import math
 import sys
 from collections.abc import Iterable
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:  # the caller has pandas loaded; `stemstore --help` need not load it
+    import pandas as pd
 
 
 class Format(str, Enum):
@@ -58,9 +61,11 @@ def render(frame: pd.DataFrame, fmt: Format = Format.table, *, title: str | None
             print("| " + " | ".join(row) + " |")
         print()
     else:
+        from pandas.api.types import is_numeric_dtype
+
         table = Table(show_lines=False)
         for col in frame.columns:
-            numeric = pd.api.types.is_numeric_dtype(frame[col])
+            numeric = is_numeric_dtype(frame[col])
             # long feature names wrap rather than being cut: they are what a reader looks for
             table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
         for row in frame.itertuples(index=False):
@@ -80,6 +85,8 @@ def render(frame: pd.DataFrame, fmt: Format = Format.table, *, title: str | None
 def render_batches(columns: list[str], frames: Iterable[pd.DataFrame], fmt: Format = Format.table) -> None:
     """Print a result that arrives in batches: csv and json are written as the batches come
     (memory stays bounded whatever the size); a table or markdown is printed at the end."""
+    import pandas as pd
+
     if fmt == Format.csv:
         from stemstore.store.bulk import escape_formulas
 

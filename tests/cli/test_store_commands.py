@@ -209,3 +209,32 @@ def test_messages_never_show_a_password():
     result = run("init", db="postgresql+psycopg://me:s3cret@127.0.0.1:1/nodb")
     assert result.exit_code == 1 and "cannot open the store" in result.output
     assert "s3cret" not in result.output and "***" in result.output
+
+
+# The heavy libraries each cost about a second to import; commands that do not compute with
+# them must not load them, so that `--help` and `status` answer at once.
+HEAVY_MODULES = ("essentia", "sklearn", "scipy", "alembic", "pandas")
+
+
+def modules_loaded_by(*argv: str) -> set[str]:
+    """The HEAVY_MODULES a fresh `stemstore` process has imported when it exits."""
+    code = (
+        "import atexit, sys\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+        f"sys.argv = ['stemstore', *{list(argv)!r}]\n"
+        "from stemstore.cli.app import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"')))
+
+
+def test_help_and_status_load_no_heavy_library(tmp_path):
+    db = str(tmp_path / "store.duckdb")
+    assert run("init", db=db).exit_code == 0
+    assert modules_loaded_by("--help") == set()
+    assert modules_loaded_by("regress", "--help") == set()
+    # status reads the store as DataFrames, but never needs Essentia, scikit-learn or Alembic
+    assert modules_loaded_by("status", "--db", db) == {"pandas"}
