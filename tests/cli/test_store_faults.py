@@ -485,10 +485,13 @@ def test_disk_full_on_duckdb(small_disk, tmp_path, synthetic):
     disk_full_then_rerun(case, small_disk, db)
 
 
-def drop_relation_cache_files(disk: Path) -> None:
+def drop_relation_cache_files(disk: Path, start_session) -> None:
     """Remove the databases' relation-cache files on ``disk`` (PostgreSQL's own cache, rebuilt
     by the next session), so that the next session must write one: on a full disk the server
-    then refuses the session itself."""
+    then refuses the session itself. ``start_session`` opens and closes a session first: the
+    server also drops the file on its own (autovacuum updating a catalog's statistics), and a
+    new session writes it again, so that it is certainly there to be removed."""
+    start_session()
     cache_files = list(disk.glob("PG_*/*/pg_internal.init"))
     assert cache_files, f"no relation-cache file under {disk}"
     for path in cache_files:
@@ -512,7 +515,13 @@ def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, fu
         if full_when == "writing":
             disk_full_then_rerun(case, small_disk, name)
         else:
-            disk_full_then_rerun(case, small_disk, name, lambda: drop_relation_cache_files(small_disk))
+
+            def start_session() -> None:
+                psycopg.connect(**admin, dbname=name).close()
+
+            disk_full_then_rerun(
+                case, small_disk, name, lambda: drop_relation_cache_files(small_disk, start_session)
+            )
     finally:
         with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
