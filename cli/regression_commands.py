@@ -53,7 +53,13 @@ def regress(
     threshold: Annotated[
         float, typer.Option(help="Ensemble: drop target features whose best mape is above this.")
     ] = 0.5,
-    jobs: Annotated[int | None, typer.Option(help="Parallel jobs (-1: all cores).")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Parallel jobs: processes of the tuned grid searches, threads of the paper forest "
+            "(-1: all cores). Results are the same whatever the number."
+        ),
+    ] = -1,
     db: DbOption = None,
 ) -> None:
     """Learn to predict a group's stem feature values from its raw ones; record the run.
