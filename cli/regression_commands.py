@@ -57,9 +57,10 @@ def regress(
         int | None,
         typer.Option(
             help="Parallel jobs: processes of the tuned grid searches, threads of the paper forest "
-            "(-1: all cores). Results are the same whatever the number."
+            "(-1: all cores). Default: all cores for 'tuned', one for 'paper' (faster on a few "
+            "dozen pairs). Results are the same whatever the number."
         ),
-    ] = -1,
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Learn to predict a group's stem feature values from its raw ones; record the run.
@@ -70,6 +71,7 @@ def regress(
 
     Example: `stemstore regress --group bass --preset paper --outliers none`
     """
+    from stemstore.analysis.regression import DEFAULT_N_JOBS
     from stemstore.analysis.regression_runs import regress as run_regress
     from stemstore.analysis.regression_runs import regression_summary
 
@@ -83,7 +85,7 @@ def regress(
             outliers=outliers.value,
             test_fraction=test_fraction,
             seed=seed,
-            n_jobs=jobs,
+            n_jobs=jobs if jobs is not None else DEFAULT_N_JOBS[preset.value],
             ensemble_threshold=threshold,
         )
         summary = regression_summary(store, run_id)

@@ -18,6 +18,7 @@ def test_enum_members_are_plain_strings():
 def test_presets_and_rules_match_the_library():
     assert set(selection.PRESETS) == set(SelectionPreset.values())
     assert set(regression.PRESETS) == set(RegressionPreset.values())
+    assert set(regression.DEFAULT_N_JOBS) == set(RegressionPreset.values())
     assert set(regression.OUTLIER_RULES) == set(OutlierRule.values())
     assert set(ingest.FORMATS) == set(IngestFormat.values())
 
