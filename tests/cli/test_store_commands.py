@@ -219,16 +219,16 @@ HEAVY_MODULES = ("essentia", "sklearn", "scipy", "alembic", "pandas")
 def modules_loaded_by(*argv: str) -> set[str]:
     """The HEAVY_MODULES a fresh `stemstore` process has imported when it exits."""
     code = (
-        "import atexit, sys\n"
+        "import atexit, json, sys\n"
         f"heavy = {HEAVY_MODULES!r}\n"
-        "atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy))))\n"
+        "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))))\n"
         f"sys.argv = ['stemstore', *{list(argv)!r}]\n"
         "from stemstore.cli.app import main\n"
         "main()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"')))
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def test_help_and_status_load_no_heavy_library(tmp_path):
