@@ -256,8 +256,6 @@ class Store:
         existing = set(sa.inspect(self.engine).get_table_names())
         if "alembic_version" in existing:
             current = self.schema_revisions()
-            if current == {SCHEMA_REVISION}:
-                return
             unknown = sorted(current - known_revisions())
             if unknown:
                 raise StemstoreError(
@@ -273,10 +271,10 @@ class Store:
             )
 
     def check_schema(self) -> None:
-        self.check_foreign_tables()
         current = self.schema_revisions()
         if current == {SCHEMA_REVISION}:
-            return
+            return  # a store at this code's schema: nothing more to read (every open comes here)
+        self.check_foreign_tables()
         heads = head_revisions()
         if not current:
             raise StemstoreError(f"{self.label} is not a stemstore store yet: run 'stemstore init'")
