@@ -33,7 +33,8 @@ How the catalog's descriptors are computed
 * ``rhythm.*``: RhythmExtractor2013 (multifeature), BpmHistogramDescriptors on its BPM
   intervals and BeatsLoudness at its beats, as the Extractor's RhythmDescriptors; single
   BPM-histogram values are pooled like any other (a one-value pool). ``onset_rate`` counts the
-  onsets of the streaming OnsetRate's chain of algorithms (frames centred on sample 0).
+  onsets of Essentia's OnsetRate on frames centred on sample 0, as the streaming algorithm
+  frames them.
 * ``temporal.*``: envelope descriptors of Essentia's Envelope (default 10 ms attack / 1500 ms
   release) of the whole segment; ``sfx.pitch_*`` as the Extractor's post-processing of the
   pitch curve.
@@ -70,7 +71,7 @@ LOWLEVEL_FRAME, LOWLEVEL_HOP = 2048, 1024
 TONAL_FRAME, TONAL_HOP = 4096, 2048
 DYNAMICS_FRAME, DYNAMICS_HOP = 4096, 2048
 #: The onset detection frames of Essentia's OnsetRate.
-ONSET_FRAME, ONSET_HOP = 1024, 512
+ONSET_FRAME = 1024
 #: 2-s windows, 1-s hop: DynamicComplexity and the average-loudness level curve.
 LONG_FRAME, LONG_HOP = 88200, 44100
 
@@ -229,6 +230,18 @@ def _catalog_layout() -> tuple[dict[str, _PooledLayout], dict[str, int]]:
 # --------------------------------------------------------------------------------------------
 
 
+def centred_framing(audio: np.ndarray, frame_size: int) -> np.ndarray:
+    """``audio`` with half a frame of zeros on both sides.
+
+    A FrameCutter that starts its frames at sample 0 (``startFromZero=True``, as standard-mode
+    composites such as OnsetRate do) cuts from this signal exactly the frames that the
+    streaming FrameCutter cuts from ``audio`` itself (``startFromZero=False``: the first frame
+    centred on sample 0), the last one included, for a hop of half the frame.
+    """
+    half_frame = np.zeros(frame_size // 2, dtype=np.float32)
+    return np.concatenate([half_frame, np.asarray(audio, dtype=np.float32), half_frame])
+
+
 def _direct(algorithm):
     """The C++ compute of an essentia.standard algorithm, without the Python wrapper.
 
@@ -369,13 +382,8 @@ class FeatureExtractor:
         # Whole-segment algorithms.
         self.rhythm = es.RhythmExtractor2013(method="multifeature")
         self.bpm_histogram = es.BpmHistogramDescriptors()
-        # The streaming OnsetRate's chain (see _onset_rate).
-        self.onset_window = es.Windowing(type="hann", size=ONSET_FRAME, zeroPadding=0)
-        self.onset_fft = es.FFT(size=ONSET_FRAME)
-        self.onset_polar = es.CartesianToPolar()
-        self.onset_hfc = es.OnsetDetection(method="hfc", sampleRate=sr)
-        self.onset_complex = es.OnsetDetection(method="complex", sampleRate=sr)
-        self.onsets = es.Onsets(frameRate=sr / ONSET_HOP)
+        # Essentia's OnsetRate (hfc + complex detection on 1024/512 Hann frames); see _onset_rate.
+        self.onset_rate = es.OnsetRate()
         self.envelope = es.Envelope(sampleRate=sr)
         self.effective_duration = es.EffectiveDuration(sampleRate=sr)
         self.log_attack_time = es.LogAttackTime(sampleRate=sr)
@@ -585,12 +593,10 @@ class FeatureExtractor:
         pooled = {name: np.array(values, dtype=np.float64) for name, values in out.items()}
         return pooled, average_loudness(np.array(level))
 
-    def _rhythm(
-        self, audio: np.ndarray, onset_frames: list[np.ndarray]
-    ) -> tuple[dict[str, np.ndarray], float]:
+    def _rhythm(self, audio: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
         """Beat, BPM-histogram and onset descriptors of the whole segment, as the Extractor's
-        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors) and BeatsLoudness;
-        ``onset_frames`` are the plain 1024/512 frames of the onset rate."""
+        RhythmDescriptors (RhythmExtractor2013, BpmHistogramDescriptors), BeatsLoudness and
+        OnsetRate."""
         _bpm, ticks, _confidence, _estimates, intervals = self.rhythm(audio)
         histogram = self.bpm_histogram(intervals)
         pooled = {
@@ -617,28 +623,20 @@ class FeatureExtractor:
             beat_loudness, band_ratio = np.empty(0), np.empty((0, 6))
         pooled["rhythm.beats_loudness"] = np.asarray(beat_loudness, dtype=np.float64)
         pooled["rhythm.beats_loudness_band_ratio"] = np.asarray(band_ratio, dtype=np.float64).reshape(-1, 6)
-        return pooled, self._onset_rate(onset_frames, audio.size)
+        return pooled, self._onset_rate(audio)
 
-    def _onset_rate(self, frames: list[np.ndarray], n_samples: int) -> float:
+    def _onset_rate(self, audio: np.ndarray) -> float:
         """Onsets per second as the Extractor counts them.
 
-        The Extractor runs the streaming OnsetRate, whose frames are centred on sample 0
-        (the standard-mode algorithm starts them at 0, and can miss an onset at the end). Here
-        the same Essentia algorithms are wired the streaming way: 1024/512 plain frames, Hann
-        window, FFT, CartesianToPolar, OnsetDetection (hfc and complex), Onsets; the rate is
-        the onset count over the segment's length, as the Extractor computes it.
+        The Extractor runs the streaming OnsetRate, whose 1024/512 frames are centred on
+        sample 0; the standard-mode algorithm (the same chain: Hann window, FFT, hfc and complex
+        OnsetDetection, Onsets) starts them at sample 0. On :func:`centred_framing` of the
+        segment it cuts exactly the streaming frames, in one C++ call instead of five Python
+        calls per frame. The rate is the onset count over the segment's own length, as the
+        Extractor computes it.
         """
-        polar = _each(self.onset_polar, _each(self.onset_fft, _each(self.onset_window, frames)))
-        if not polar:
-            return 0.0
-        hfc, complex_domain = _direct(self.onset_hfc), _direct(self.onset_complex)
-        detections = [
-            [hfc(magnitude, phase) for magnitude, phase in polar],
-            [complex_domain(magnitude, phase) for magnitude, phase in polar],
-        ]
-        matrix = np.array(detections, dtype=np.float32)
-        onsets = self.onsets(matrix, np.ones(2, dtype=np.float32))
-        return len(onsets) / n_samples * self.sample_rate
+        onset_times, _rate = self.onset_rate(centred_framing(audio, ONSET_FRAME))
+        return len(onset_times) / audio.size * self.sample_rate
 
     def _temporal(self, audio: np.ndarray) -> dict[str, float]:
         """Envelope (sfx) descriptors of the whole segment."""
@@ -716,7 +714,7 @@ class FeatureExtractor:
             frames(DYNAMICS_FRAME, DYNAMICS_HOP, False), frames(LONG_FRAME, LONG_HOP, True)
         )
         pooled.update(dynamics)
-        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal, frames(ONSET_FRAME, ONSET_HOP, False))
+        rhythm, scalars["rhythm.onset_rate"] = self._rhythm(signal)
         pooled.update(rhythm)
         scalars.update(self._temporal(signal))
         scalars.update(self._pitch_curve(pooled["lowLevel.pitch"]))

@@ -7,6 +7,7 @@ import pytest
 
 import essentia
 import essentia.standard as es
+import essentia.streaming as ess
 from pedalboard import Compressor, Pedalboard
 
 from stemstore.audio import preprocess
@@ -15,6 +16,7 @@ from stemstore.analysis.matrix import replace_non_finite
 from stemstore.features.extractor import (
     FeatureExtractor,
     bark_loudness_descriptors,
+    centred_framing,
     extract_features,
     pool_statistics,
 )
@@ -164,6 +166,45 @@ def test_shared_descriptors_agree_with_essentias_extractor(extractor):
         assert features[f"{name}.{index}"] == pytest.approx(float(reference[name][index]), rel=1e-3), name
     assert features["lowLevel.average_loudness"] == pytest.approx(pool["lowLevel.average_loudness"], rel=1e-4)
     assert features["rhythm.first_peak_bpm.mean"] == pytest.approx(float(pool["rhythm.first_peak_bpm"][0]))
+
+
+def _streaming_onset_times(audio: np.ndarray) -> np.ndarray:
+    """Onset times from Essentia's streaming OnsetRate, the algorithm the Extractor runs."""
+    source, onset_rate, pool = ess.VectorInput(audio), ess.OnsetRate(), essentia.Pool()
+    source.data >> onset_rate.signal
+    onset_rate.onsetTimes >> (pool, "times")
+    onset_rate.onsetRate >> (pool, "rate")
+    essentia.run(source)
+    return np.atleast_1d(pool["times"])
+
+
+def _frames(audio: np.ndarray, start_from_zero: bool) -> list[np.ndarray]:
+    cutter, frames = es.FrameCutter(frameSize=1024, hopSize=512, startFromZero=start_from_zero), []
+    while (frame := cutter(audio)).size:
+        frames.append(frame)
+    return frames
+
+
+@pytest.mark.parametrize("n_samples", [2048, 2049, 2303, 2559, 2560, 2561, 3000, 3 * SR + 511])
+def test_centred_framing_gives_the_streaming_frames_to_a_cutter_starting_at_zero(n_samples):
+    audio = np.random.default_rng(n_samples).normal(size=n_samples).astype(np.float32)
+    streaming = _frames(audio, start_from_zero=False)
+    standard = _frames(centred_framing(audio, 1024), start_from_zero=True)
+    assert len(standard) == len(streaming)
+    for ours, theirs in zip(standard, streaming):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("extra_samples", [0, 1, 256, 511, 512, 513, 1023])
+def test_onset_rate_counts_the_streaming_algorithms_onsets_whatever_the_length(extractor, extra_samples):
+    # The streaming frames are centred on sample 0 and the last one depends on the length modulo
+    # the hop; a burst in the final frames is found only if the framing matches there too.
+    audio = _music_like(3.0)
+    audio = np.concatenate([audio, audio[:extra_samples]])
+    audio[-400:] += 0.8
+    onsets = _streaming_onset_times(audio)
+    assert len(onsets) >= 5
+    assert _named(extractor, audio)["rhythm.onset_rate"] == pytest.approx(len(onsets) / audio.size * SR)
 
 
 def test_bark_loudness_formulas():
