@@ -2,21 +2,40 @@
 
 Run by hand (never part of the test suite)::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py [--runs 9] [--seconds 10]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py [--runs 9] [--seconds 10] [--rev REV]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py --instructions [--checkout DIR]
 
 Both are timed side by side in one process, interleaved (a random order in every round), on a
 10-s synthetic segment (tones, noise bursts, percussive onsets, pre-processed like real
 segments); the medians and their ratio are printed, and the median of the per-round ratios,
-which drifting load on the machine disturbs least. The target: the whole catalog costs no more
+which drifting load on the machine disturbs least. ``--rev`` adds the extractor as committed at
+REV (e.g. the commit before a change) to every round, so that a change is measured against
+its predecessor under the same conditions. The target: the whole catalog costs no more
 than Essentia's Extractor() (a ratio of at most 1.0), judged on CPU time.
+
+CPU time on this shared virtual machine drifts by several per cent between runs, more than the
+differences worth measuring here. ``--instructions`` counts instead the machine instructions
+that one call of each executes, with valgrind's callgrind (Debian package ``valgrind``; a few
+minutes): each side runs in two child processes that set up and warm up alike and then call
+it 0 and ``--calls`` times; the difference over ``--calls`` is one call's count, the same on
+every run. Instructions are not time (Essentia's FFTs do more per instruction than Python
+does), so this complements the timed ratio and is the figure to compare two versions with:
+``--checkout`` measures another checkout's extractor (e.g. a worktree of an older commit).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +49,7 @@ essentia.log.infoActive = False
 essentia.log.warningActive = False  # the Extractor's network teardown warns on every run
 
 TARGET_RATIO = 1.0
+HERE = Path(__file__).resolve().parents[1]
 
 
 def synthetic_segment(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -57,27 +77,83 @@ def synthetic_segment(seconds: float = 10.0, seed: int = 0) -> np.ndarray:
     return preprocess(audio.astype(np.float32))[0]
 
 
+def call_repeatedly(side: str, calls: int, seconds: float) -> None:
+    """Child of ``--instructions``: set up and warm up ``side``, then call it ``calls`` times."""
+    audio = synthetic_segment(seconds)
+    run = FeatureExtractor().extract if side == "ours" else es.Extractor()
+    run(audio)
+    for _ in range(calls):
+        run(audio)
+
+
+def instructions_per_call(side: str, calls: int, seconds: float, checkout: Path) -> int:
+    """Instructions one call of ``side`` executes, counted by callgrind (see the module doc)."""
+    counts = []
+    for n in (0, calls):
+        with tempfile.TemporaryDirectory() as tmp:
+            done = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--cache-sim=no", f"--callgrind-out-file={tmp}/out"]
+                + [sys.executable, __file__, "--child", side, "--calls", str(n), "--seconds", str(seconds)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"},
+                cwd=checkout,
+            )
+        collected = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or collected is None:
+            raise SystemExit(f"callgrind run of {side} failed:\n{done.stderr[-2000:]}")
+        counts.append(int(collected.group(1)))
+    return round((counts[1] - counts[0]) / calls)
+
+
+def count_instructions(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind: apt-get install valgrind")
+    checkout = (args.checkout or HERE).resolve()
+    print(f"segment: {args.seconds:g} s; instructions per call, callgrind, {args.calls} calls; {checkout}")
+    ours = instructions_per_call("ours", args.calls, args.seconds, checkout)
+    reference = instructions_per_call("reference", args.calls, args.seconds, checkout)
+    print(f"FeatureExtractor.extract (1812 features): {ours / 1e9:.3f} G instructions")
+    print(f"essentia.standard.Extractor():            {reference / 1e9:.3f} G instructions")
+    ratio = ours / reference
+    verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
+    print(f"ratio: {ratio:.3f} ({verdict} the {TARGET_RATIO} target)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="timed runs of each (median reported)")
     parser.add_argument("--seconds", type=float, default=10.0, help="segment length")
+    parser.add_argument("--rev", help="also time the extractor as committed at this revision")
+    parser.add_argument("--instructions", action="store_true", help="count instructions (callgrind)")
+    parser.add_argument("--calls", type=int, default=2, help="calls counted per side (--instructions)")
+    parser.add_argument("--checkout", type=Path, help="another checkout's extractor (--instructions)")
+    parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return call_repeatedly(args.child, args.calls, args.seconds)
+    if args.instructions:
+        return count_instructions(args)
 
     audio = synthetic_segment(args.seconds)
     ours = FeatureExtractor()
     reference = es.Extractor()
-    ours.extract(audio)  # warm-up: first calls allocate FFT plans and caches
-    reference(audio)
+    contenders = {"ours": ours.extract, "reference": reference}
+    if args.rev:
+        from check_features_unchanged import committed_extractor
+
+        contenders["committed"] = committed_extractor(args.rev).extract
+    for run in contenders.values():
+        run(audio)  # warm-up: first calls allocate FFT plans and caches
 
     # CPU time of this process is the measure (other load on a shared machine inflates
     # wall-clock time far more); wall time is printed too. The order within each round is
     # random so that neither side always runs in the other's wake.
-    wall: dict[str, list[float]] = {"ours": [], "reference": []}
-    cpu: dict[str, list[float]] = {"ours": [], "reference": []}
-    contenders = [("ours", ours.extract), ("reference", reference)]
+    wall: dict[str, list[float]] = {key: [] for key in contenders}
+    cpu: dict[str, list[float]] = {key: [] for key in contenders}
     rng = random.Random(0)
     for _ in range(args.runs):
-        for key, run in rng.sample(contenders, len(contenders)):
+        for key, run in rng.sample(sorted(contenders.items()), len(contenders)):
             wall_start, cpu_start = time.perf_counter(), time.process_time()
             run(audio)
             wall[key].append(time.perf_counter() - wall_start)
@@ -100,6 +176,14 @@ def main() -> None:
         print(f"[{label}] ratio of medians: {ratio:.3f} ({verdict} the {TARGET_RATIO} target)")
         paired = statistics.median(o / r for o, r in zip(times["ours"], times["reference"]))
         print(f"[{label}] median of per-round ratios: {paired:.3f}")
+        if args.rev:
+            committed = times["committed"]
+            print(
+                f"[{label}] {args.rev} committed: median {statistics.median(committed) * 1000:7.1f} ms;"
+                f" per-round ratios: committed / Extractor()"
+                f" {statistics.median(c / r for c, r in zip(committed, times['reference'])):.3f},"
+                f" working tree / committed {statistics.median(o / c for o, c in zip(times['ours'], committed)):.3f}"
+            )
 
 
 if __name__ == "__main__":
