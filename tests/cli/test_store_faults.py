@@ -498,8 +498,10 @@ def drop_relation_cache_files(disk: Path, start_session) -> None:
         path.unlink()
 
 
-@pytest.mark.parametrize("full_when", ["writing", "opening a session"])
-def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, full_when):
+@pytest.fixture
+def pg_on_small_disk(small_disk, pg_cluster):
+    """A PostgreSQL database whose tablespace is ``small_disk``: yields its name and the
+    connection arguments of the cluster's superuser."""
     import psycopg
 
     name = f"f_{uuid.uuid4().hex[:12]}"
@@ -510,19 +512,69 @@ def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, fu
         conn.execute(f"CREATE TABLESPACE {space} LOCATION '{small_disk}'")
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 TABLESPACE {space}')
     try:
-        case = Case(tmp_path, pg_cluster.url(name), synthetic)
-        case.run("init")
-        if full_when == "writing":
-            disk_full_then_rerun(case, small_disk, name)
-        else:
-
-            def start_session() -> None:
-                psycopg.connect(**admin, dbname=name).close()
-
-            disk_full_then_rerun(
-                case, small_disk, name, lambda: drop_relation_cache_files(small_disk, start_session)
-            )
+        yield name, admin
     finally:
         with psycopg.connect(**admin, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
+
+
+@pytest.mark.parametrize("full_when", ["writing", "opening a session"])
+def test_disk_full_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, pg_on_small_disk, full_when):
+    import psycopg
+
+    name, admin = pg_on_small_disk
+    case = Case(tmp_path, pg_cluster.url(name), synthetic)
+    case.run("init")
+    if full_when == "writing":
+        disk_full_then_rerun(case, small_disk, name)
+    else:
+
+        def start_session() -> None:
+            psycopg.connect(**admin, dbname=name).close()
+
+        disk_full_then_rerun(
+            case, small_disk, name, lambda: drop_relation_cache_files(small_disk, start_session)
+        )
+
+
+def ingest_on_full_disk_then_rerun(case: Case, disk: Path, shown: str, ingested_first: int) -> None:
+    """Ingest on a full disk fails with one line naming the store and changes nothing stored;
+    once space is freed it stores the new multitracks. ``ingested_first`` of the corpus's
+    multitracks are ingested before the disk fills (PostgreSQL needs none: the pages that hold
+    earlier rows have room for a few more, so only an empty table must grow onto the disk)."""
+    corpus = case.corpus()
+    aside = case.tmp / "aside"
+    aside.mkdir()
+    held_back = sorted(p for p in corpus.iterdir() if p.is_dir())[ingested_first:]
+    for folder in held_back:
+        folder.rename(aside / folder.name)
+    if ingested_first:
+        case.run("ingest", str(corpus))
+    before = stored(case.db)
+    for folder in held_back:
+        (aside / folder.name).rename(folder)
+    filler = fill(disk)
+    result = runner.invoke(app, ["ingest", str(corpus), "--db", case.db])
+    filler.unlink()
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert "no space left on device" in lines[0] and shown in lines[0], lines[0]
+    assert stored(case.db) == before  # nothing of the new multitracks, nothing earlier lost
+    case.run("ingest", str(corpus))
+    assert len(stored(case.db)["multitracks"]) == len(before["multitracks"]) + len(held_back)
+
+
+def test_disk_full_during_ingest_on_duckdb(small_disk, tmp_path, synthetic):
+    db = str(small_disk / "store.duckdb")
+    case = Case(tmp_path, db, synthetic)
+    case.run("init")
+    ingest_on_full_disk_then_rerun(case, small_disk, db, ingested_first=2)
+
+
+def test_disk_full_during_ingest_on_postgresql(small_disk, tmp_path, synthetic, pg_cluster, pg_on_small_disk):
+    name, _admin = pg_on_small_disk
+    case = Case(tmp_path, pg_cluster.url(name), synthetic)
+    case.run("init")
+    ingest_on_full_disk_then_rerun(case, small_disk, name, ingested_first=0)
