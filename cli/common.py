@@ -182,6 +182,10 @@ def describe_database_error(exc: BaseException, db: str | None) -> str | None:
             "the database system is in recovery mode",
         )
     )
+    # The server's SQLSTATE says it in any language (its messages follow its lc_messages):
+    # class 08, connection exception; 57P01-57P03, shutting down, crashed, not yet accepting.
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    lost = lost or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
     # psycopg's own errors reach here unwrapped from COPY on the raw connection
     driver_error = type(orig).__name__ in ("OperationalError", "InterfaceError")
     if lost and (isinstance(exc, sa.exc.DBAPIError) or driver_error):

@@ -408,6 +408,25 @@ def test_a_lost_server_is_one_line_whatever_the_driver_says(message):
     assert describe_database_error(not_lost, None) is None
 
 
+@pytest.mark.parametrize(
+    "sqlstate, message",
+    [
+        ("57P01", "Verbindung wird abgebrochen aufgrund von Anweisung des Administrators"),
+        ("57P03", "das Datenbanksystem startet"),
+        ("08006", "la connexion au serveur a été perdue"),
+    ],
+)
+def test_a_lost_server_is_recognised_by_its_sqlstate_in_any_language(sqlstate, message):
+    import psycopg
+
+    from stemstore.cli.common import describe_database_error
+
+    error = sa.exc.OperationalError("SELECT 1", {}, psycopg.errors.lookup(sqlstate)(message))
+    line = describe_database_error(error, "postgresql+psycopg://me@/stems")
+    assert line is not None and line.startswith("lost the connection to the database server"), line
+    assert message in line
+
+
 def test_a_server_that_cannot_start_a_session_on_a_full_disk_says_so():
     """A new PostgreSQL session first writes the database's relation-cache file; on a full disk
     it fails with a bare "could not write init file", which must still read as a full disk."""
