@@ -31,7 +31,7 @@ def exclude(
     by: ByOption = None,
     db: DbOption = None,
 ) -> None:
-    """Leave a segment pair or a whole multitrack out of segment, select, regress and study.
+    """Leave a segment pair or a whole multitrack out of segment, extract, select, regress and study.
 
     Name exactly one of --pair, --multitrack, --segment. Runs record the exclusions they applied.
 

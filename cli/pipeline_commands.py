@@ -63,7 +63,8 @@ def extract(
 
     Each segment's values are written in one transaction with its status: interrupt or kill
     it at any moment and run it again to resume. A segment whose audio makes Essentia fail is
-    recorded as failed with the error and the run goes on; the exit status is then 1.
+    recorded as failed with the error and the run goes on; the exit status is then 1. Segments
+    of excluded pairs or multitracks (`stemstore exclude`) wait until included again.
 
     Example: `stemstore extract --workers 2`, or `stemstore extract --dask tcp://10.0.0.5:8786`
     """

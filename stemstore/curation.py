@@ -6,9 +6,10 @@ multitrack leaves out all its pairs. Exclusions live in the ``exclusions`` table
 when and why; *including* again sets ``included_at`` and keeps the row, so every decision
 stays on record.
 
-``segment``, ``select``, ``regress`` and ``study`` honour the active exclusions: excluded
-units are not segmented, excluded segments are not analysed, and each run records in its
-parameters the ids of the exclusions it applied (``params["exclusions"]``)::
+``segment``, ``extract``, ``select``, ``regress`` and ``study`` honour the active exclusions:
+excluded units are not segmented, excluded segments are neither extracted (they stay pending
+until included again) nor analysed, and each run records in its parameters the ids of the
+exclusions it applied (``params["exclusions"]``)::
 
     exclude(store, pair="Song01/electric bass", reason="raw is a DI of another bass")
     excluded_segments(store, ids)    # -> (segment ids to leave out, exclusion ids applied)

@@ -169,6 +169,50 @@ def test_cli_exclude_include_and_export(store, db_url, tmp_path):
     assert "stemstore exclude --pair" in helped.output
 
 
+def test_extract_leaves_excluded_segments_pending_until_included(store, tmp_path):
+    from stemstore.features.extraction import extract
+
+    build_corpus(
+        store,
+        tmp_path,
+        {
+            f"MT{i}": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": with_burst(noise(2, seed=i), 0.5, tone(1.0)),
+                    "raws": [{"code": "S01/R01", "audio": noise(2, 0.1, 10 + i)}],
+                }
+            ]
+            for i in (1, 2)
+        },
+    )
+    assert segment(store, window=2.0).pairs == 2
+    whole = curation.exclude(store, multitrack="MT2", reason="wrong session")
+    status_sql = (
+        "SELECT m.name, s.status FROM segments s JOIN tracks t ON t.id = s.track_id "
+        "JOIN multitracks m ON m.id = t.multitrack_id ORDER BY m.name"
+    )
+
+    first = extract(store)
+    assert (first.pending, first.extracted, first.excluded) == (2, 2, 2)  # MT1's raw and stem
+    assert "2 left out (excluded)" in first.describe()
+    params = json.loads(
+        store.read_sql("SELECT params FROM runs WHERE id = :r", {"r": first.run_id})["params"][0]
+    )
+    assert params["exclusions"] == [whole.id] and params["excluded"] == 2
+    statuses = store.read_sql(status_sql)
+    assert set(statuses[statuses["name"] == "MT2"]["status"]) == {"pending"}
+
+    nothing = extract(store)
+    assert nothing.run_id is None and "all excluded by a curator" in nothing.describe()
+
+    curation.include(store, exclusion_id=whole.id, reason="checked: right session")
+    after = extract(store)
+    assert (after.extracted, after.excluded) == (2, 0)
+    assert set(store.read_sql(status_sql)["status"]) == {"extracted"}
+
+
 def test_study_leaves_out_exclusions_and_reuses_its_runs(store, tmp_path):
     from stemstore.study import run_study
 

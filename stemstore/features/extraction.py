@@ -15,6 +15,9 @@ a Dask cluster, and writes each result from this process:
   segment either untouched (pending, no values) or complete, and a rerun (or a second
   extractor running at the same time) never writes a segment twice. The ``feature_values``
   primary key (segment_id, feature_id) would refuse a duplicate anyway.
+* **Curators' exclusions are honoured.** Segments whose pair or multitrack is actively
+  excluded (:mod:`stemstore.curation`) are left pending and not computed; the run records the
+  exclusions it applied. Including them again makes the next run extract them.
 * **Failures do not stop the run.** A segment whose audio cannot be loaded or makes Essentia
   fail is marked ``failed`` with the error; the others go on.
 * **Non-finite values are stored as computed** (NaN, +/-inf) and counted on the run. They are
@@ -42,6 +45,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from stemstore.curation import excluded_segments
 from stemstore.errors import StemstoreError
 from stemstore.features import EXTRACTOR_VERSION
 from stemstore.enums import RunKind, SegmentStatus
@@ -222,6 +226,7 @@ class ExtractSummary:
     run_id: int | None
     pending: int = 0  # segments to compute when the run started (new + outdated)
     outdated: int = 0  # of those, segments whose values an older extractor computed
+    excluded: int = 0  # pending or outdated segments left alone because a curator excluded them
     extracted: int = 0
     replaced: int = 0  # outdated segments whose values were replaced
     stale_runs: int = 0  # runs marked stale because values they used were replaced
@@ -232,6 +237,11 @@ class ExtractSummary:
     failures: list[tuple[int, str]] = field(default_factory=list)  # (segment id, error), first few
 
     def describe(self) -> str:
+        if self.pending == 0 and self.excluded:
+            return (
+                f"nothing to do: the {self.excluded} pending or outdated segments are all excluded "
+                "by a curator (see 'stemstore exclusions')"
+            )
         if self.pending == 0:
             return "nothing to do: no pending or outdated segments (run 'stemstore segment' first?)"
         rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
@@ -245,6 +255,8 @@ class ExtractSummary:
                 f"; {self.replaced} of {self.outdated} outdated segments recomputed with extractor "
                 f"version {EXTRACTOR_VERSION}, {self.stale_runs} runs that used them marked stale"
             )
+        if self.excluded:
+            text += f"; {self.excluded} left out (excluded)"
         if self.already_done:
             text += f"; {self.already_done} already done by another run"
         for segment_id, error in self.failures[:5]:
@@ -284,16 +296,20 @@ def count_outdated(store: Store) -> int:
 
 def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
     """The segments to compute as worker tasks, oldest first: pending ones, and extracted ones
-    whose values an older extractor version computed (``outdated_ids`` tells which)."""
+    whose values an older extractor version computed; none that a curator excluded."""
     return _tasks(store, limit)[0]
 
 
-def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int]]:
+def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int], set[int], list[int]]:
+    """(tasks, the outdated among them, the segments left out because they are excluded, the
+    ids of the exclusions that left them out)."""
     from stemstore.audio import SAMPLE_RATE
 
-    rows = store.read_sql(
-        _PENDING_SQL + (f" LIMIT {int(limit)}" if limit is not None else ""), {"version": EXTRACTOR_VERSION}
-    )
+    rows = store.read_sql(_PENDING_SQL, {"version": EXTRACTOR_VERSION})
+    left_out, exclusion_ids = excluded_segments(store, rows["segment_id"])
+    rows = rows[~rows["segment_id"].isin(left_out)]
+    if limit is not None:
+        rows = rows.head(limit)
     outdated = {int(r.segment_id) for r in rows.itertuples(index=False) if bool(r.outdated)}
     tasks = []
     for row in rows.itertuples(index=False):
@@ -308,7 +324,7 @@ def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], s
                 int(row.segment_id), path, int(start), int(n_samples), bool(params.get("normalise", True))
             )
         )
-    return tasks, outdated
+    return tasks, outdated, left_out, exclusion_ids
 
 
 def _record_version(conn, segment_id: int) -> None:
@@ -454,8 +470,8 @@ def extract(
     if limit is not None and limit < 0:
         raise StemstoreError(f"limit must not be negative (got {limit})")
     feature_ids = store.features["id"].to_numpy(dtype=np.int64)  # catalog order
-    tasks, outdated = _tasks(store, limit)
-    summary = ExtractSummary(run_id=None, pending=len(tasks), outdated=len(outdated))
+    tasks, outdated, left_out, exclusion_ids = _tasks(store, limit)
+    summary = ExtractSummary(run_id=None, pending=len(tasks), outdated=len(outdated), excluded=len(left_out))
     if not tasks:
         return summary
 
@@ -469,6 +485,8 @@ def extract(
             "limit": limit,
             "pending": len(tasks),
             "outdated": len(outdated),
+            "excluded": len(left_out),
+            "exclusions": exclusion_ids,
             "extractor_version": EXTRACTOR_VERSION,
             "n_features": len(feature_ids),
             "software": _software(dask_address),
@@ -522,6 +540,7 @@ def _counts(summary: ExtractSummary) -> dict:
         "non_finite_values": summary.non_finite,
         "already_done": summary.already_done,
         "outdated": summary.outdated,
+        "excluded": summary.excluded,
         "replaced": summary.replaced,
         "stale_runs": summary.stale_runs,
         "seconds": round(summary.seconds, 3),
