@@ -50,6 +50,26 @@ def _pairs_csv(path, n_pairs: int = 14):
     return path
 
 
+def _bass_multitracks(store, tmp_path, seconds: float, count: int) -> None:
+    """Multitracks MT1..MT<count>, each one electric-bass stem (noise with a tone burst) and
+    its raw."""
+    build_corpus(
+        store,
+        tmp_path,
+        {
+            f"MT{i}": [
+                {
+                    "code": "S01",
+                    "instrument": "electric bass",
+                    "audio": with_burst(noise(seconds, seed=i), seconds / 4, tone(seconds / 2)),
+                    "raws": [{"code": "S01/R01", "audio": noise(seconds, 0.1, 10 + i)}],
+                }
+            ]
+            for i in range(1, count + 1)
+        },
+    )
+
+
 def test_exclude_include_list_and_regress_honours_them(store, tmp_path):
     import_features(store, _pairs_csv(tmp_path / "pairs.csv"))
     everyone = paired_matrix(store, "bass", FEATURES)
@@ -101,21 +121,7 @@ def test_exclude_include_list_and_regress_honours_them(store, tmp_path):
 
 
 def test_segment_leaves_excluded_units_alone_and_records_them(store, tmp_path):
-    build_corpus(
-        store,
-        tmp_path,
-        {
-            f"MT{i}": [
-                {
-                    "code": "S01",
-                    "instrument": "electric bass",
-                    "audio": with_burst(noise(4, seed=i), 1.0, tone(2.0)),
-                    "raws": [{"code": "S01/R01", "audio": noise(4, 0.1, 10 + i)}],
-                }
-            ]
-            for i in (1, 2, 3)
-        },
-    )
+    _bass_multitracks(store, tmp_path, seconds=4.0, count=3)
     first = segment(store, window=2.0)
     assert first.pairs == 3
     whole = curation.exclude(store, multitrack="MT2", reason="wrong session")
@@ -172,21 +178,7 @@ def test_cli_exclude_include_and_export(store, db_url, tmp_path):
 def test_extract_leaves_excluded_segments_pending_until_included(store, tmp_path):
     from stemstore.features.extraction import extract
 
-    build_corpus(
-        store,
-        tmp_path,
-        {
-            f"MT{i}": [
-                {
-                    "code": "S01",
-                    "instrument": "electric bass",
-                    "audio": with_burst(noise(2, seed=i), 0.5, tone(1.0)),
-                    "raws": [{"code": "S01/R01", "audio": noise(2, 0.1, 10 + i)}],
-                }
-            ]
-            for i in (1, 2)
-        },
-    )
+    _bass_multitracks(store, tmp_path, seconds=2.0, count=2)
     assert segment(store, window=2.0).pairs == 2
     whole = curation.exclude(store, multitrack="MT2", reason="wrong session")
     status_sql = (
