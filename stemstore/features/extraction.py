@@ -294,15 +294,12 @@ def count_outdated(store: Store) -> int:
     return int(store.read_sql(OUTDATED_SQL, {"version": EXTRACTOR_VERSION})["outdated"].iloc[0])
 
 
-def pending_tasks(store: Store, limit: int | None = None) -> list[SegmentTask]:
-    """The segments to compute as worker tasks, oldest first: pending ones, and extracted ones
-    whose values an older extractor version computed; none that a curator excluded."""
-    return _tasks(store, limit)[0]
-
-
 def _tasks(store: Store, limit: int | None = None) -> tuple[list[SegmentTask], set[int], set[int], list[int]]:
-    """(tasks, the outdated among them, the segments left out because they are excluded, the
-    ids of the exclusions that left them out)."""
+    """The segments to compute as worker tasks, oldest first: pending ones, and extracted ones
+    whose values an older extractor version computed; none that a curator excluded.
+
+    Returns (tasks, the outdated among them, the segments left out because they are excluded,
+    the ids of the exclusions that left them out)."""
     from stemstore.audio import SAMPLE_RATE
 
     rows = store.read_sql(_PENDING_SQL, {"version": EXTRACTOR_VERSION})
