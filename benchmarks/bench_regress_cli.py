@@ -15,7 +15,7 @@ With the paper preset, each repeat also times the floor under any implementation
 command on this machine, interleaved with the runs: a fresh Python that runs no stemstore code,
 only imports the data stack the store is built on (pandas, SQLAlchemy, DuckDB) and the modules of
 the preset's five scikit-learn estimators, then fits the preset's forest (1000 trees for bass) on
-random data of the group's size. It prints the median wall time of that process and of its two
+random data as large as the run's training set. It prints the median wall time of that process and of its two
 parts.
 
 Each subprocess runs the checkout's own CLI and migrations whatever package the environment has
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -145,14 +146,10 @@ def main() -> None:
         checkouts = {"before": args.baseline.resolve(), **checkouts}
     with tempfile.TemporaryDirectory(prefix="bench-regress-") as tmp:
         for group in args.groups:
-            pairs = pd.read_csv(REFERENCE / f"{group}-pairs.csv")
-            feature_names = [c for c in pairs.columns if c not in ID_COLUMNS]
+            columns = pd.read_csv(REFERENCE / f"{group}-pairs.csv", nrows=0).columns
+            feature_names = [c for c in columns if c not in ID_COLUMNS]
             features = ",".join(feature_names)
-            floor_size = (
-                pairs["pair"].nunique(),
-                len(feature_names),
-                PAPER_HYPERPARAMETERS[group]["rf"]["n_estimators"],
-            )
+            trees = PAPER_HYPERPARAMETERS[group]["rf"]["n_estimators"]
             templates = {}
             for label, checkout in checkouts.items():
                 folder = Path(tmp) / f"{group}-{label}"
@@ -163,8 +160,6 @@ def main() -> None:
                 floors: list[tuple[float, float, float]] = []
                 summary = {}
                 for i in range(args.repeat):
-                    if preset == "paper":
-                        floors.append(floor(*floor_size))
                     for label, checkout in checkouts.items():
                         db = templates[label].with_name(f"run{i}-{preset}.duckdb")
                         shutil.copyfile(templates[label], db)
@@ -175,6 +170,9 @@ def main() -> None:
                         times[label].append((wall, cpu))
                         summary[label] = out.strip().split("; ", 1)[-1]
                         os.remove(db)
+                    if preset == "paper":  # the floor's forest fits as many pairs as the run's did
+                        training = int(re.search(r"(\d+) training", out).group(1))
+                        floors.append(floor(training, len(feature_names), trees))
                 medians = {
                     label: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
                     for label, t in times.items()
@@ -190,7 +188,7 @@ def main() -> None:
                     whole, imports, fit = (statistics.median(f[k] for f in floors) for k in range(3))
                     print(
                         f"{group:7s} {preset:5s} floor : median wall {whole:6.2f} s (imports {imports:.2f} s,"
-                        f" {floor_size[2]}-tree forest on {floor_size[0]} x {floor_size[1]} {fit:.2f} s;"
+                        f" {trees}-tree forest on {training} x {len(feature_names)} {fit:.2f} s;"
                         f" walls {', '.join(f'{f[0]:.1f}' for f in floors)})",
                         flush=True,
                     )
