@@ -3,7 +3,7 @@
 Run by hand (never part of the test suite)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py [--runs 9] [--seconds 10] [--rev REV]
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py --instructions [--checkout DIR]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_features.py --instructions [--checkout DIR] [--top 25]
 
 Both are timed side by side in one process, interleaved (a random order in every round), on a
 10-s synthetic segment (tones, noise bursts, percussive onsets, pre-processed like real
@@ -21,6 +21,11 @@ it 0 and ``--calls`` times; the difference over ``--calls`` is one call's count,
 every run. Instructions are not time (Essentia's FFTs do more per instruction than Python
 does), so this complements the timed ratio and is the figure to compare two versions with:
 ``--checkout`` measures another checkout's extractor (e.g. a worktree of an older commit).
+It also lists where the two differ: the instructions one call spends inside each standard-mode
+Essentia algorithm (inclusive of the algorithms it calls), ours against the Extractor's, the
+``--top`` largest differences first. The Extractor's streaming network calls the same
+standard-mode computes, so shared work cancels out; its composites (the rhythm extractor, the
+onset rate) have no standard-mode name there, so ours show up in full.
 """
 
 from __future__ import annotations
