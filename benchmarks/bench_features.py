@@ -146,9 +146,8 @@ def count_instructions(args: argparse.Namespace) -> None:
     ratio = ours / reference
     verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
     print(f"ratio: {ratio:.3f} ({verdict} the {TARGET_RATIO} target)")
-    # Where the two differ, by Essentia algorithm (standard-mode computes: the Extractor's own
-    # network runs in streaming mode, so its share shows under Extractor and its few standard
-    # calls). Inclusive counts, so an algorithm's count includes those of the ones it calls.
+    # Where the two differ, by standard-mode Essentia algorithm (see the module doc). Inclusive
+    # counts: an algorithm's count includes those of the algorithms it calls.
     print("largest differences by algorithm, M instructions per call (ours, Extractor(), difference):")
     names = (set(ours_algorithms) | set(reference_algorithms)) - {"Extractor"}
     for name in sorted(names, key=lambda n: -abs(ours_algorithms[n] - reference_algorithms[n]))[: args.top]:
